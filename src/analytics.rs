@@ -1,0 +1,87 @@
+//! Analytics consent and event intake.
+//!
+//! The opt-out is honoured before anything is stored. For an anonymous visitor the choice
+//! lives in their session; for a logged-in user it lives on the account, so it follows them to
+//! every device and instance. Logging in with an opted-out anonymous session opts the account
+//! out (see `http::auth::login`); logging in never opts anyone back in.
+
+use tower_sessions::Session;
+
+use crate::auth::{SESSION_OPT_OUT_KEY, SessionUser};
+use crate::http::error::ApiError;
+use crate::metrics::Metrics;
+use crate::session::anonymous_id;
+use crate::state::AppState;
+use crate::storage::analytics::AnalyticsEvent;
+
+/// Whether events from this caller must be dropped.
+pub async fn opted_out(
+    app: &AppState,
+    session: &Session,
+    user: Option<&SessionUser>,
+) -> Result<bool, ApiError> {
+    if session
+        .get::<bool>(SESSION_OPT_OUT_KEY)
+        .await?
+        .unwrap_or(false)
+    {
+        return Ok(true);
+    }
+    match user {
+        Some(user) => Ok(app.db.user_opted_out(user.user.id).await?),
+        None => Ok(false),
+    }
+}
+
+/// Records the caller's choice in their session and, when logged in, on their account.
+pub async fn set_opted_out(
+    app: &AppState,
+    session: &Session,
+    user: Option<&SessionUser>,
+    opted_out: bool,
+) -> Result<(), ApiError> {
+    if let Some(user) = user {
+        app.db.set_user_opted_out(user.user.id, opted_out).await?;
+    }
+    session.insert(SESSION_OPT_OUT_KEY, opted_out).await?;
+    Ok(())
+}
+
+/// Outcome of an event submission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intake {
+    /// Stored.
+    Recorded,
+    /// Dropped because the caller opted out; nothing was stored.
+    Dropped,
+}
+
+/// Stores the event unless the caller opted out.
+pub async fn submit(
+    app: &AppState,
+    session: &Session,
+    user: Option<&SessionUser>,
+    name: String,
+    props: serde_json::Value,
+) -> Result<Intake, ApiError> {
+    if opted_out(app, session, user).await? {
+        Metrics::outcome(&app.metrics.analytics_events, "dropped_opted_out");
+        return Ok(Intake::Dropped);
+    }
+    let anonymous = match (user, session.id()) {
+        (None, Some(id)) => Some(anonymous_id(&id)),
+        _ => None,
+    };
+    let event = AnalyticsEvent {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        name,
+        props: props.to_string(),
+        user_id: user.map(|u| u.user.id),
+        anonymous_id: anonymous,
+    };
+    app.db
+        .record_event(&event, app.config.instance_id.as_str())
+        .await?;
+    Metrics::outcome(&app.metrics.analytics_events, "recorded");
+    Ok(Intake::Recorded)
+}

@@ -1,0 +1,426 @@
+//! Typed settings, parsed once from the environment at start.
+//!
+//! Every variable of the SPEC's configuration table is read here and nowhere else. Parsing is
+//! strict: a value that does not parse stops the process with a message that names the variable,
+//! because a server that silently falls back to a default on a typo is worse than one that does
+//! not start. `Config::from_lookup` takes any key lookup so tests build configs from a map
+//! without touching the process environment.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use base64::Engine as _;
+use http::HeaderValue;
+
+use crate::instance::InstanceId;
+
+/// A configuration value that could not be used; names the variable so operators can fix it.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub variable: &'static str,
+    /// What is wrong with its value, without echoing secrets.
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(variable: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            variable,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Log output format selected by `LOG_FORMAT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `[ts] [LEVEL] [instance] message key=value…`, for humans.
+    Text,
+    /// One JSON object per line with an `instance_id` field, for log pipelines.
+    Json,
+}
+
+/// A 256-bit AES-GCM key for session records at rest.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EncryptionKey(pub [u8; 32]);
+
+impl std::fmt::Debug for EncryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EncryptionKey(<redacted>)")
+    }
+}
+
+/// A secret string that never shows up in `Debug` output or logs.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret itself; call sites are few and easy to audit.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Everything the server needs to know about its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address (`HOST`).
+    pub host: IpAddr,
+    /// Listen port (`PORT`); 0 picks a free port, which tests use.
+    pub port: u16,
+    /// This instance's identity on logs, responses and health (`INSTANCE_ID`).
+    pub instance_id: InstanceId,
+    /// Redis for cluster mode (`REDIS_URL`); `None` means embedded mode.
+    pub redis_url: Option<String>,
+    /// Whether sessions live in Redis (`USE_REDIS_SESSIONS`).
+    pub use_redis_sessions: bool,
+    /// Current key sealing session records in Redis (`SESSION_ENCRYPTION_KEY`).
+    pub session_encryption_key: Option<EncryptionKey>,
+    /// Retired keys still accepted for opening records (`SESSION_ENCRYPTION_KEYS_OLD`).
+    pub session_encryption_keys_old: Vec<EncryptionKey>,
+    /// Secret that signs the session cookie (`SESSION_SECRET`).
+    pub session_secret: Secret,
+    /// Idle lifetime of a session (`SESSION_TTL_SECS`).
+    pub session_ttl: Duration,
+    /// Lifetime of a "remember me" session (`SESSION_REMEMBER_TTL_SECS`).
+    pub session_remember_ttl: Duration,
+    /// Mark the cookie `Secure` (`COOKIE_SECURE`); set it when TLS terminates in front.
+    pub cookie_secure: bool,
+    /// PostgreSQL or SQLite (`DATABASE_URL`).
+    pub database_url: String,
+    /// Upper bound of the database pool (`DATABASE_MAX_CONNECTIONS`).
+    pub database_max_connections: u32,
+    /// Hard limit for the graceful drain (`SHUTDOWN_TIMEOUT_SECS`).
+    pub shutdown_timeout: Duration,
+    /// Bearer token for `/api/admin/*` (`ADMIN_TOKEN`); `None` turns the admin API off.
+    pub admin_token: Option<Secret>,
+    /// `LOG_FORMAT`.
+    pub log_format: LogFormat,
+    /// Browser origins allowed to call the API with credentials (`CORS_ORIGINS`).
+    pub cors_origins: Vec<HeaderValue>,
+    /// Take the client address from `X-Forwarded-For` (`TRUST_PROXY`); only behind a proxy.
+    pub trust_proxy: bool,
+    /// Sustained per-user message rate (`MESSAGE_RATE_PER_SEC`).
+    pub message_rate_per_sec: u32,
+    /// Per-user message burst (`MESSAGE_RATE_BURST`).
+    pub message_rate_burst: u32,
+    /// Failed logins per username or IP before `429` (`LOGIN_MAX_FAILURES`).
+    pub login_max_failures: u32,
+    /// Window in which failed logins are counted (`LOGIN_WINDOW_SECS`).
+    pub login_window: Duration,
+    /// Largest accepted HTTP request body (`HTTP_BODY_LIMIT_BYTES`).
+    pub http_body_limit: usize,
+    /// Largest accepted Engine.IO payload (`SOCKETIO_MAX_PAYLOAD_BYTES`).
+    pub socketio_max_payload: u64,
+    /// Password hashes computed at once (`PASSWORD_HASH_CONCURRENCY`).
+    pub password_hash_concurrency: usize,
+    /// Password hashes allowed to wait for a slot before `503` (`PASSWORD_HASH_QUEUE`).
+    pub password_hash_queue: usize,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// Reads settings through `lookup`, which returns a variable's value if it is set.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        let redis_url = env.string("REDIS_URL");
+        let use_redis_sessions = env
+            .parse("USE_REDIS_SESSIONS", parse_bool)?
+            .unwrap_or(redis_url.is_some());
+        if use_redis_sessions && redis_url.is_none() {
+            return Err(ConfigError::new(
+                "USE_REDIS_SESSIONS",
+                "is true but REDIS_URL is not set",
+            ));
+        }
+        let session_encryption_key = env.parse("SESSION_ENCRYPTION_KEY", parse_key)?;
+        if use_redis_sessions && session_encryption_key.is_none() {
+            return Err(ConfigError::new(
+                "SESSION_ENCRYPTION_KEY",
+                "is required when sessions are kept in Redis (32 bytes as base64 or 64 hex characters)",
+            ));
+        }
+        let session_encryption_keys_old = match env.string("SESSION_ENCRYPTION_KEYS_OLD") {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(|k| {
+                    parse_key(k)
+                        .map_err(|reason| ConfigError::new("SESSION_ENCRYPTION_KEYS_OLD", reason))
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let session_secret = match env.string("SESSION_SECRET") {
+            Some(secret) if secret.len() >= 32 => Secret::new(secret),
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "SESSION_SECRET",
+                    "must be at least 32 characters",
+                ));
+            }
+            None if redis_url.is_some() => {
+                return Err(ConfigError::new(
+                    "SESSION_SECRET",
+                    "is required in cluster mode so that every instance accepts the same cookies",
+                ));
+            }
+            None => Secret::new(random_secret()),
+        };
+        let instance_id = match env.string("INSTANCE_ID") {
+            Some(id) => {
+                InstanceId::parse(&id).map_err(|reason| ConfigError::new("INSTANCE_ID", reason))?
+            }
+            None => InstanceId::generate(),
+        };
+        let log_format = match env.string("LOG_FORMAT").as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(_) => return Err(ConfigError::new("LOG_FORMAT", "must be `text` or `json`")),
+        };
+        let cors_origins = match env.string("CORS_ORIGINS") {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .map(parse_origin)
+                .collect::<Result<_, _>>()?,
+        };
+        let hash_default = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let config = Self {
+            host: env
+                .parse("HOST", parse_from_str)?
+                .unwrap_or(IpAddr::from([127, 0, 0, 1])),
+            port: env.parse("PORT", parse_from_str)?.unwrap_or(3000),
+            instance_id,
+            redis_url,
+            use_redis_sessions,
+            session_encryption_key,
+            session_encryption_keys_old,
+            session_secret,
+            session_ttl: env.secs("SESSION_TTL_SECS", 86_400)?,
+            session_remember_ttl: env.secs("SESSION_REMEMBER_TTL_SECS", 2_592_000)?,
+            cookie_secure: env.parse("COOKIE_SECURE", parse_bool)?.unwrap_or(false),
+            database_url: env
+                .string("DATABASE_URL")
+                .unwrap_or_else(|| "sqlite://./data/roomcast.db".to_owned()),
+            database_max_connections: env.positive("DATABASE_MAX_CONNECTIONS", 10)?,
+            shutdown_timeout: env.secs("SHUTDOWN_TIMEOUT_SECS", 30)?,
+            admin_token: match env.string("ADMIN_TOKEN") {
+                Some(token) if token.len() >= 16 => Some(Secret::new(token)),
+                Some(_) => {
+                    return Err(ConfigError::new(
+                        "ADMIN_TOKEN",
+                        "must be at least 16 characters",
+                    ));
+                }
+                None => None,
+            },
+            log_format,
+            cors_origins,
+            trust_proxy: env.parse("TRUST_PROXY", parse_bool)?.unwrap_or(false),
+            message_rate_per_sec: env.positive("MESSAGE_RATE_PER_SEC", 20)?,
+            message_rate_burst: env.positive("MESSAGE_RATE_BURST", 40)?,
+            login_max_failures: env.positive("LOGIN_MAX_FAILURES", 10)?,
+            login_window: env.secs("LOGIN_WINDOW_SECS", 900)?,
+            http_body_limit: env.positive("HTTP_BODY_LIMIT_BYTES", 64 * 1024)?,
+            socketio_max_payload: env.positive("SOCKETIO_MAX_PAYLOAD_BYTES", 64 * 1024)?,
+            password_hash_concurrency: env.positive("PASSWORD_HASH_CONCURRENCY", hash_default)?,
+            password_hash_queue: env.positive("PASSWORD_HASH_QUEUE", 256)?,
+        };
+        Ok(config)
+    }
+
+    /// Whether this instance shares state with others through Redis.
+    pub fn is_cluster(&self) -> bool {
+        self.redis_url.is_some()
+    }
+}
+
+/// Typed access to the variables through the caller's lookup.
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    /// A set, non-blank value.
+    fn string(&self, key: &str) -> Option<String> {
+        (self.0)(key).filter(|v| !v.trim().is_empty())
+    }
+
+    fn parse<T>(
+        &self,
+        key: &'static str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ConfigError> {
+        self.string(key)
+            .map(|v| parse(v.trim()).map_err(|reason| ConfigError::new(key, reason)))
+            .transpose()
+    }
+
+    fn positive<T>(&self, key: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + Default,
+    {
+        let value = self.parse(key, parse_from_str)?.unwrap_or(default);
+        if value <= T::default() {
+            return Err(ConfigError::new(key, "must be greater than zero"));
+        }
+        Ok(value)
+    }
+
+    fn secs(&self, key: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        self.positive(key, default).map(Duration::from_secs)
+    }
+}
+
+fn parse_from_str<T: std::str::FromStr>(value: &str) -> Result<T, String> {
+    value
+        .parse()
+        .map_err(|_| format!("`{value}` is not a valid {}", short_type_name::<T>()))
+}
+
+fn short_type_name<T>() -> &'static str {
+    let name = std::any::type_name::<T>();
+    name.rsplit("::").next().unwrap_or(name)
+}
+
+fn parse_bool(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!("`{value}` is not a boolean (true/false)")),
+    }
+}
+
+/// Accepts 64 hex characters or base64 (standard or URL-safe, padded or not) of exactly 32 bytes.
+/// The error never repeats the value: it is a secret.
+fn parse_key(value: &str) -> Result<EncryptionKey, String> {
+    let bytes = if value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()) {
+        hex::decode(value).ok()
+    } else {
+        let engines = [
+            base64::engine::general_purpose::STANDARD,
+            base64::engine::general_purpose::STANDARD_NO_PAD,
+            base64::engine::general_purpose::URL_SAFE,
+            base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        ];
+        engines.iter().find_map(|engine| engine.decode(value).ok())
+    };
+    match bytes.map(<[u8; 32]>::try_from) {
+        Some(Ok(key)) => Ok(EncryptionKey(key)),
+        Some(Err(bytes)) => Err(format!("must decode to 32 bytes, got {}", bytes.len())),
+        None => Err("must be 32 bytes as base64 or 64 hex characters".to_owned()),
+    }
+}
+
+fn parse_origin(value: &str) -> Result<HeaderValue, ConfigError> {
+    let valid = (value.starts_with("http://") || value.starts_with("https://"))
+        && !value.trim_end_matches('/').contains(['?', '#', ' '])
+        && value
+            .split("://")
+            .nth(1)
+            .is_some_and(|host| !host.is_empty() && !host.contains('/'));
+    if !valid {
+        return Err(ConfigError::new(
+            "CORS_ORIGINS",
+            format!("`{value}` is not an origin like https://chat.example.com"),
+        ));
+    }
+    HeaderValue::from_str(value)
+        .map_err(|_| ConfigError::new("CORS_ORIGINS", format!("`{value}` is not a valid origin")))
+}
+
+fn random_secret() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 48];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_describe_embedded_mode() {
+        let c = config(&[]).expect("empty environment is valid");
+        assert_eq!(c.port, 3000);
+        assert_eq!(c.host.to_string(), "127.0.0.1");
+        assert!(!c.is_cluster());
+        assert!(!c.use_redis_sessions);
+        assert_eq!(c.session_ttl, Duration::from_secs(86_400));
+        assert_eq!(c.database_url, "sqlite://./data/roomcast.db");
+        assert!(c.session_secret.expose().len() >= 32);
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (vars, variable) in [
+            (vec![("PORT", "eighty")], "PORT"),
+            (vec![("HOST", "localhost:1")], "HOST"),
+            (vec![("LOG_FORMAT", "xml")], "LOG_FORMAT"),
+            (
+                vec![("SHUTDOWN_TIMEOUT_SECS", "0")],
+                "SHUTDOWN_TIMEOUT_SECS",
+            ),
+            (vec![("SESSION_SECRET", "short")], "SESSION_SECRET"),
+            (vec![("INSTANCE_ID", "has space")], "INSTANCE_ID"),
+            (vec![("CORS_ORIGINS", "example.com")], "CORS_ORIGINS"),
+            (
+                vec![("REDIS_URL", "redis://127.0.0.1:6379")],
+                "SESSION_ENCRYPTION_KEY",
+            ),
+            (vec![("USE_REDIS_SESSIONS", "maybe")], "USE_REDIS_SESSIONS"),
+        ] {
+            let err = config(&vars).expect_err("bad value must be rejected");
+            assert_eq!(err.variable, variable, "{vars:?} gave {err}");
+        }
+    }
+
+    #[test]
+    fn encryption_keys_accept_hex_and_base64_and_never_echo_the_value() {
+        let hex_key = "00".repeat(32);
+        let b64_key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        assert_eq!(parse_key(&hex_key).expect("hex").0, [0u8; 32]);
+        assert_eq!(parse_key(&b64_key).expect("base64").0, [7u8; 32]);
+        let err = parse_key("c2VjcmV0LXRoYXQtaXMtdG9vLXNob3J0").expect_err("too short");
+        assert!(!err.contains("c2Vj"), "error leaked the key: {err}");
+    }
+
+    #[test]
+    fn cluster_mode_needs_a_shared_cookie_secret() {
+        let key = "11".repeat(32);
+        let err = config(&[
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+            ("SESSION_ENCRYPTION_KEY", &key),
+        ])
+        .expect_err("cluster without SESSION_SECRET");
+        assert_eq!(err.variable, "SESSION_SECRET");
+    }
+}

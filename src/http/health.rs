@@ -1,0 +1,148 @@
+//! Health endpoints for load balancers, orchestrators and people.
+//!
+//! - `/health/live` (`/healthz`): the process and its runtime answer. Never checks
+//!   dependencies, so an outage of Redis or the database does not get every pod restarted.
+//! - `/health/ready` (`/readyz`): this instance should receive traffic: dependencies answer
+//!   within a second, migrations are applied, and it is not draining. `503` names what failed.
+//! - `/health`: always `200`, with everything an operator wants to see at a glance.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::realtime::broadcast::Realtime;
+use crate::state::AppState;
+
+/// Time budget of each dependency check.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// `GET /health/live`.
+pub async fn live() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Result of the dependency checks.
+struct Checks {
+    database: Value,
+    database_ok: bool,
+    redis: Value,
+    redis_ok: bool,
+}
+
+async fn run_checks(app: &AppState) -> Checks {
+    let (database, database_ok) = match tokio::time::timeout(CHECK_TIMEOUT, app.db.health()).await {
+        Ok(Ok(health)) if health.migrations_applied => (
+            json!({"status": "ok", "latency_ms": millis(health.latency)}),
+            true,
+        ),
+        Ok(Ok(health)) => (
+            json!({"status": "migrations_pending", "latency_ms": millis(health.latency)}),
+            false,
+        ),
+        Ok(Err(err)) => (json!({"status": "error", "error": err.to_string()}), false),
+        Err(_) => (json!({"status": "timeout"}), false),
+    };
+    // Embedded mode has no Redis; cluster mode fills this in.
+    let (redis, redis_ok) = (json!({"status": "disabled"}), true);
+    Checks {
+        database,
+        database_ok,
+        redis,
+        redis_ok,
+    }
+}
+
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0 * 100.0).round() / 100.0
+}
+
+/// `GET /health/ready`.
+pub async fn ready(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
+    let checks = run_checks(&app).await;
+    let mut failing = Vec::new();
+    if app.drain.is_draining() {
+        failing.push("draining");
+    }
+    if !checks.database_ok {
+        failing.push("database");
+    }
+    if !checks.redis_ok {
+        failing.push("redis");
+    }
+    let body = json!({
+        "status": if failing.is_empty() { "ready" } else { "unavailable" },
+        "instance_id": app.config.instance_id.as_str(),
+        "failing": failing,
+        "checks": {"database": checks.database, "redis": checks.redis},
+    });
+    let status = if failing.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}
+
+/// `GET /health`: the full picture, always `200`.
+pub async fn overview(
+    State(app): State<AppState>,
+    State(realtime): State<Realtime>,
+) -> Json<Value> {
+    let checks = run_checks(&app).await;
+    let draining = app.drain.is_draining();
+    let status = match (draining, checks.database_ok && checks.redis_ok) {
+        (true, _) => "draining",
+        (false, true) => "ok",
+        (false, false) => "degraded",
+    };
+    let runtime = tokio::runtime::Handle::current().metrics();
+    let local = realtime.local_sockets();
+    let (db_size, db_idle) = app.db.pool_stats();
+    let start_time = app
+        .started_at
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    Json(json!({
+        "status": status,
+        "instance_id": app.config.instance_id.as_str(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": app.started.elapsed().as_secs(),
+        "draining": draining,
+        "mode": if app.config.is_cluster() { "cluster" } else { "embedded" },
+        "checks": {"database": checks.database, "redis": checks.redis},
+        "connections": {"local": local, "cluster": local},
+        "instance": {
+            "id": app.config.instance_id.as_str(),
+            "hostname": crate::instance::hostname(),
+            "pid": std::process::id(),
+            "start_time": start_time,
+        },
+        "runtime": {
+            "workers": runtime.num_workers(),
+            "alive_tasks": runtime.num_alive_tasks(),
+            "global_queue_depth": runtime.global_queue_depth(),
+            "password_hashing": {
+                "concurrency": app.config.password_hash_concurrency,
+                "in_progress": app.hasher.in_progress(app.config.password_hash_concurrency),
+                "queued": app.hasher.queued(),
+            },
+            "database_pool": {"size": db_size, "idle": db_idle, "max": app.config.database_max_connections},
+        },
+    }))
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(
+    State(app): State<AppState>,
+) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.render(),
+    )
+}

@@ -1,0 +1,148 @@
+//! Cross-cutting HTTP behaviour: the access log with metrics, and the origin guard.
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+use crate::error_code::ErrorCode;
+use crate::metrics::{HttpLabels, RouteLabels};
+use crate::state::AppState;
+
+/// Paths polled by machines (probes, scrapers, Engine.IO long-polling); logged at debug so
+/// they do not drown the access log.
+fn is_chatty(path: &str) -> bool {
+    path.starts_with("/health")
+        || path == "/healthz"
+        || path == "/readyz"
+        || path == "/metrics"
+        || path.starts_with("/socket.io")
+}
+
+/// The route template that served a request, carried out to the access log on the response
+/// (routing happens inside the access log's span, so the request cannot carry it out).
+#[derive(Clone)]
+struct RouteTemplate(String);
+
+/// Route layer: copies the matched route template onto the response.
+pub async fn record_route(matched: Option<MatchedPath>, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    if let Some(matched) = matched {
+        response
+            .extensions_mut()
+            .insert(RouteTemplate(matched.as_str().to_owned()));
+    }
+    response
+}
+
+/// Logs one line per request (method, path, status, latency, request id) and records the
+/// HTTP metrics by route template.
+pub async fn access_log(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
+    let response = next.run(request).await;
+    let latency = started.elapsed();
+    let route = match response.extensions().get::<RouteTemplate>() {
+        Some(RouteTemplate(route)) => route.clone(),
+        None if path.starts_with("/socket.io") => "/socket.io".to_owned(),
+        None => "unmatched".to_owned(),
+    };
+    let status = response.status().as_u16();
+    app.metrics
+        .http_requests
+        .get_or_create(&HttpLabels {
+            method: method.to_string(),
+            route: route.clone(),
+            status,
+        })
+        .inc();
+    app.metrics
+        .http_duration
+        .get_or_create(&RouteLabels {
+            method: method.to_string(),
+            route,
+        })
+        .observe(latency.as_secs_f64());
+    let latency_ms = (latency.as_secs_f64() * 100_000.0).round() / 100.0;
+    if is_chatty(&path) && status < 500 {
+        tracing::debug!(method = %method, path = %path, status, latency_ms, request_id = %request_id, "http request");
+    } else {
+        tracing::info!(method = %method, path = %path, status, latency_ms, request_id = %request_id, "http request");
+    }
+    response
+}
+
+/// Refuses cross-origin state-changing requests and cross-origin Socket.IO handshakes
+/// (cross-site WebSocket hijacking) unless the origin is listed in `CORS_ORIGINS`.
+///
+/// Browsers send `Origin` on every cross-origin request and on same-origin non-GET requests;
+/// a request without it is not from a browser page and cannot carry a victim's cookie by
+/// accident, so it passes.
+pub async fn origin_guard(
+    State(app): State<AppState>,
+    request: Request<Body>,
+    next: Next,
+) -> Response {
+    let guarded = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) || request.uri().path().starts_with("/socket.io");
+    if guarded && !origin_allowed(request.headers(), &app) {
+        tracing::info!(path = %request.uri().path(), "refused cross-origin request");
+        return ApiError::new(ErrorCode::ForbiddenOrigin, "cross-origin request refused")
+            .into_response();
+    }
+    next.run(request).await
+}
+
+fn origin_allowed(headers: &HeaderMap, app: &AppState) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    if app
+        .config
+        .cors_origins
+        .iter()
+        .any(|allowed| allowed == origin)
+    {
+        return true;
+    }
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let origin_host = origin.split_once("://").map(|(_, host)| host);
+    // Behind a proxy the Host the browser used arrives as X-Forwarded-Host.
+    let forwarded = if app.config.trust_proxy {
+        headers
+            .get("x-forwarded-host")
+            .and_then(|v| v.to_str().ok())
+    } else {
+        None
+    };
+    let host = forwarded.or_else(|| headers.get(header::HOST).and_then(|v| v.to_str().ok()));
+    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
+}
+
+/// JSON 404 for unknown paths.
+pub async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such route")
+}
+
+/// JSON 405 for known paths with the wrong method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "method not allowed on this route",
+    )
+}

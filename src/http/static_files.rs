@@ -1,0 +1,64 @@
+//! `GET /` and `GET /assets/{name}`: the embedded browser app.
+//!
+//! Assets are revalidated on every load (`no-cache` + a strong ETag of their contents): they
+//! are not fingerprinted, and a stale `app.js` after an upgrade is worse than a 304 round trip.
+
+use axum::extract::Path;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+
+use super::error::ApiError;
+use crate::error_code::ErrorCode;
+use crate::web::{self, Asset};
+
+/// `GET /`.
+pub async fn index(headers: HeaderMap) -> Response {
+    serve(&web::INDEX, &headers)
+}
+
+/// `GET /assets/{name}`.
+pub async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let asset =
+        web::asset(&name).ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such asset"))?;
+    Ok(serve(asset, &headers))
+}
+
+fn serve(asset: &'static Asset, headers: &HeaderMap) -> Response {
+    let etag = format!("\"{}\"", hex::encode(&Sha256::digest(asset.body)[..12]));
+    let fresh = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    let etag = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"0\""));
+    let common = [
+        (header::ETAG, etag),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+    ];
+    if fresh {
+        return (StatusCode::NOT_MODIFIED, common).into_response();
+    }
+    let security = [
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(asset.content_type),
+        ),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'; \
+                 script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+            ),
+        ),
+        (
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ),
+        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+    ];
+    (common, security, asset.body).into_response()
+}

@@ -1,0 +1,24 @@
+//! roomcast: a horizontally scalable realtime web server.
+//!
+//! A browser app talks to it over HTTP and Socket.IO; any number of identical instances share
+//! sessions, opt-outs and room broadcasts. Start at `app::App` (build → run until stopped),
+//! `config::Config` (the environment), and `shutdown` (what SIGTERM does).
+
+pub mod analytics;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod domain;
+pub mod error_code;
+pub mod http;
+pub mod instance;
+pub mod metrics;
+pub mod realtime;
+pub mod session;
+pub mod shutdown;
+pub mod state;
+pub mod storage;
+pub mod telemetry;
+pub mod web;
+
+pub use app::App;

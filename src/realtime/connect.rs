@@ -1,0 +1,97 @@
+//! The Socket.IO handshake: authenticate by session cookie, then wire up the socket.
+//!
+//! The connect middleware reads the same signed `roomcast.sid` cookie as HTTP from the
+//! handshake request and loads the session from the shared store. Without a logged-in session
+//! the client gets `connect_error` with `{message: "unauthorized"}`; with one, the socket gets
+//! a `SocketContext`, joins `user:<id>` (so emits to the user reach every tab and device) and
+//! its session's room (so logout can disconnect it), and its event handlers are registered.
+
+use std::sync::Arc;
+
+use socketioxide::SocketIo;
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::{SocketRef, State};
+use socketioxide::socket::DisconnectReason;
+
+use super::broadcast::SocketIoBroadcast;
+use super::context::SocketContext;
+use super::events;
+use crate::auth::{SESSION_USER_KEY, SessionUser};
+use crate::session::{load_active, session_id_from_headers, session_room};
+use crate::state::AppState;
+
+/// Why a handshake was refused; the Display text is the `connect_error` message.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectRefused {
+    /// No valid logged-in session.
+    #[error("unauthorized")]
+    Unauthorized,
+    /// The session store is down, or this instance is draining.
+    #[error("unavailable")]
+    Unavailable,
+}
+
+/// Connect middleware: only sockets with a logged-in session get through.
+pub async fn authenticate<A: Adapter>(
+    socket: SocketRef<A>,
+    State(app): State<AppState>,
+) -> Result<(), ConnectRefused> {
+    if app.drain.is_draining() {
+        return Err(ConnectRefused::Unavailable);
+    }
+    let Some(id) = session_id_from_headers(&socket.req_parts().headers, &app.cookie_key) else {
+        return Err(ConnectRefused::Unauthorized);
+    };
+    let record = load_active(&app.sessions, &id).await.map_err(|err| {
+        tracing::warn!(error = %err, "session store failed during socket handshake");
+        ConnectRefused::Unavailable
+    })?;
+    let user = record
+        .and_then(|r| r.data.get(SESSION_USER_KEY).cloned())
+        .and_then(|v| serde_json::from_value::<SessionUser>(v).ok())
+        .ok_or(ConnectRefused::Unauthorized)?;
+    socket
+        .extensions
+        .insert(Arc::new(SocketContext::new(user.user, session_room(&id))));
+    Ok(())
+}
+
+/// Connect handler: runs after `authenticate` succeeded.
+pub async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(app): State<AppState>) {
+    let Some(ctx) = socket.extensions.get::<Arc<SocketContext>>() else {
+        // Unreachable while `authenticate` guards the namespace; refuse rather than panic.
+        let _ = socket.disconnect();
+        return;
+    };
+    socket.join([ctx.user.id.room(), ctx.session_room.clone()]);
+    app.metrics.sockets_connected.inc();
+    tracing::debug!(user_id = %ctx.user.id, sid = %socket.id, transport = ?socket.transport_type(), "socket connected");
+
+    socket.on("join", events::join::<A>);
+    socket.on("leave", events::leave::<A>);
+    socket.on("message", events::message::<A>);
+    socket.on("typing", events::typing::<A>);
+    socket.on_fallback(events::unknown::<A>);
+    socket.on_disconnect(on_disconnect::<A>);
+}
+
+/// Releases presence for every room the socket was in.
+async fn on_disconnect<A: Adapter>(
+    socket: SocketRef<A>,
+    io: SocketIo<A>,
+    State(app): State<AppState>,
+    reason: DisconnectReason,
+) {
+    app.metrics.sockets_connected.dec();
+    let Some(ctx) = socket.extensions.get::<Arc<SocketContext>>() else {
+        return;
+    };
+    tracing::debug!(user_id = %ctx.user.id, sid = %socket.id, ?reason, "socket disconnected");
+    let realtime: super::broadcast::Realtime = Arc::new(SocketIoBroadcast(io));
+    for room in ctx.take_rooms() {
+        let change = app.presence.leave(&room, ctx.user.id).await;
+        if change.changed {
+            app.presence_notifier.changed(&room, realtime.clone());
+        }
+    }
+}

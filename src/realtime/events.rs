@@ -1,0 +1,202 @@
+//! Client → server events: `join`, `leave`, `message`, `typing`, and everything else.
+//!
+//! Each handler parses its payload into domain types, does one thing, and answers through
+//! `ack::reply`. Payloads are taken with `TryData` so that a wrong shape gets an
+//! `invalid_payload` ack instead of silence.
+
+use std::time::Instant;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use socketioxide::ParserError;
+use socketioxide::SocketIo;
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::{AckSender, Event, SocketRef, State, TryData};
+
+use super::ack::{AckError, reply};
+use super::broadcast::{Realtime, SocketIoBroadcast};
+use super::context::{Ctx, Ordered};
+use crate::domain::{MessageText, RoomName};
+use crate::error_code::ErrorCode;
+use crate::metrics::Metrics;
+use crate::state::AppState;
+
+/// Messages of history sent with a join ack.
+pub const JOIN_HISTORY: u32 = 50;
+
+/// Payload of `join`, `leave` and `typing`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomRequest {
+    room: String,
+}
+
+/// Payload of `message`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageRequest {
+    room: String,
+    text: String,
+}
+
+fn realtime<A: Adapter>(io: SocketIo<A>) -> Realtime {
+    std::sync::Arc::new(SocketIoBroadcast(io))
+}
+
+fn parse_room(payload: Result<RoomRequest, ParserError>) -> Result<RoomName, AckError> {
+    let request = payload.map_err(AckError::invalid_payload)?;
+    Ok(RoomName::parse(&request.room)?)
+}
+
+/// `join {room}` → `{room, members, history}`; history is oldest first.
+pub async fn join<A: Adapter>(
+    socket: SocketRef<A>,
+    io: SocketIo<A>,
+    Ctx(ctx): Ctx,
+    State(app): State<AppState>,
+    TryData(payload): TryData<RoomRequest>,
+    ack: AckSender<A>,
+) {
+    Metrics::event(&app.metrics.events_in, "join");
+    let result = async {
+        let room = parse_room(payload)?;
+        let mut history = app.db.messages_before(&room, None, JOIN_HISTORY).await?;
+        history.reverse();
+        if ctx.add_room(&room) {
+            socket.join(room.as_str().to_owned());
+            let change = app.presence.join(&room, ctx.user.id).await;
+            if change.changed {
+                app.presence_notifier.changed(&room, realtime(io));
+            }
+        }
+        let members = app.presence.members(room.as_str()).await;
+        Ok(json!({"room": room, "members": members, "history": history}))
+    }
+    .await;
+    reply(ack, &app.metrics, result);
+}
+
+/// `leave {room}` → `{room, members}`. Leaving a room one is not in is not an error.
+pub async fn leave<A: Adapter>(
+    socket: SocketRef<A>,
+    io: SocketIo<A>,
+    Ctx(ctx): Ctx,
+    State(app): State<AppState>,
+    TryData(payload): TryData<RoomRequest>,
+    ack: AckSender<A>,
+) {
+    Metrics::event(&app.metrics.events_in, "leave");
+    let result = async {
+        let room = parse_room(payload)?;
+        if ctx.remove_room(&room) {
+            socket.leave(room.as_str().to_owned());
+            let change = app.presence.leave(&room, ctx.user.id).await;
+            if change.changed {
+                app.presence_notifier.changed(&room, realtime(io));
+            }
+        }
+        let members = app.presence.members(room.as_str()).await;
+        Ok(json!({"room": room, "members": members}))
+    }
+    .await;
+    reply(ack, &app.metrics, result);
+}
+
+/// `message {room, text}` → persisted, then broadcast to the whole room (sender included),
+/// then acked with `{id, ts}`. Never broadcasts a message that was not stored.
+pub async fn message<A: Adapter>(
+    io: SocketIo<A>,
+    Ctx(ctx): Ctx,
+    Ordered(mut turn): Ordered,
+    State(app): State<AppState>,
+    TryData(payload): TryData<MessageRequest>,
+    ack: AckSender<A>,
+) {
+    let received = Instant::now();
+    Metrics::event(&app.metrics.events_in, "message");
+    turn.wait().await;
+    let result = async {
+        let request = payload.map_err(AckError::invalid_payload)?;
+        let room = RoomName::parse(&request.room)?;
+        let text = MessageText::parse(request.text)?;
+        if !ctx.in_room(&room) {
+            return Err(AckError::new(
+                ErrorCode::NotInRoom,
+                "join the room before sending to it",
+            ));
+        }
+        app.message_limiter.check(ctx.user.id).await.map_err(|_| {
+            AckError::new(ErrorCode::RateLimited, "you are sending messages too fast")
+        })?;
+        let lock = app.room_locks.get(room.as_str());
+        let _room_order = lock.lock().await;
+        let stored = app
+            .db
+            .append_message(&room, &ctx.user, &text, app.config.instance_id.as_str())
+            .await
+            .inspect_err(|_| {
+                app.metrics.database_errors.inc();
+            })?;
+        if let Err(err) = io
+            .to(room.as_str().to_owned())
+            .emit("message", &stored)
+            .await
+        {
+            // Stored but not delivered live: history still has it, so the ack stays positive.
+            tracing::warn!(room = %room, id = stored.id, error = %err, "message broadcast failed");
+        } else {
+            Metrics::event(&app.metrics.events_out, "message");
+        }
+        app.metrics
+            .broadcast_latency
+            .observe(received.elapsed().as_secs_f64());
+        Ok(json!({"id": stored.id, "ts": stored.ts}))
+    }
+    .await;
+    reply(ack, &app.metrics, result);
+    drop(turn);
+}
+
+/// `typing {room}` → volatile `typing {room, user}` to the room except the sender.
+pub async fn typing<A: Adapter>(
+    socket: SocketRef<A>,
+    Ctx(ctx): Ctx,
+    State(app): State<AppState>,
+    TryData(payload): TryData<RoomRequest>,
+    ack: AckSender<A>,
+) {
+    Metrics::event(&app.metrics.events_in, "typing");
+    let result = async {
+        let room = parse_room(payload)?;
+        if !ctx.in_room(&room) {
+            return Err(AckError::new(ErrorCode::NotInRoom, "join the room first"));
+        }
+        let payload = json!({"room": room, "user": ctx.user});
+        if let Err(err) = socket
+            .to(room.as_str().to_owned())
+            .volatile()
+            .emit("typing", &payload)
+            .await
+        {
+            tracing::debug!(room = %room, error = %err, "typing broadcast dropped");
+        }
+        Ok(Value::Object(serde_json::Map::new()))
+    }
+    .await;
+    reply(ack, &app.metrics, result);
+}
+
+/// Any other event: an `unknown_event` error ack if the client asked for one, else ignored.
+pub async fn unknown<A: Adapter>(
+    Event(event): Event,
+    State(app): State<AppState>,
+    ack: AckSender<A>,
+) {
+    Metrics::event(&app.metrics.events_in, "unknown");
+    tracing::debug!(event = %event.chars().take(64).collect::<String>(), "unknown socket event");
+    reply::<A, Value>(
+        ack,
+        &app.metrics,
+        Err(AckError::new(ErrorCode::UnknownEvent, "unknown event")),
+    );
+}

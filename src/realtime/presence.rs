@@ -1,0 +1,229 @@
+//! Who is in which room, counted as distinct users, and the coalesced `presence` events.
+//!
+//! A user with three tabs in a room is one member. The registry counts sockets per user per
+//! room; a change is reported only when a user's first socket joins or last socket leaves.
+//! The notifier turns changes into `presence {room, members}` events at most once per room per
+//! second: the first change is sent at once, later changes within the second are folded into
+//! one event sent when the second is over, carrying the count at that moment.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::broadcast::Realtime;
+use crate::domain::{RoomName, UserId};
+
+/// Minimum spacing of `presence` events for one room.
+pub const PRESENCE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Result of a join or leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresenceChange {
+    /// Distinct users in the room afterwards.
+    pub members: usize,
+    /// Whether the member set changed (first join or last leave of this user).
+    pub changed: bool,
+}
+
+/// Socket counts per user per room on this instance.
+#[derive(Debug, Default)]
+pub struct PresenceRegistry {
+    rooms: Mutex<HashMap<String, HashMap<UserId, usize>>>,
+}
+
+impl PresenceRegistry {
+    /// Records one more socket of `user` in `room`.
+    pub async fn join(&self, room: &RoomName, user: UserId) -> PresenceChange {
+        let mut rooms = self.lock();
+        let members = rooms.entry(room.as_str().to_owned()).or_default();
+        let sockets = members.entry(user).or_insert(0);
+        *sockets += 1;
+        let changed = *sockets == 1;
+        PresenceChange {
+            members: members.len(),
+            changed,
+        }
+    }
+
+    /// Records that one socket of `user` left `room`.
+    pub async fn leave(&self, room: &RoomName, user: UserId) -> PresenceChange {
+        let mut rooms = self.lock();
+        let Some(members) = rooms.get_mut(room.as_str()) else {
+            return PresenceChange {
+                members: 0,
+                changed: false,
+            };
+        };
+        let mut changed = false;
+        if let Some(sockets) = members.get_mut(&user) {
+            *sockets -= 1;
+            if *sockets == 0 {
+                members.remove(&user);
+                changed = true;
+            }
+        }
+        let count = members.len();
+        if count == 0 {
+            rooms.remove(room.as_str());
+        }
+        PresenceChange {
+            members: count,
+            changed,
+        }
+    }
+
+    /// Distinct users in `room`.
+    pub async fn members(&self, room: &str) -> usize {
+        self.lock().get(room).map_or(0, HashMap::len)
+    }
+
+    /// Every room with at least one member, with its member count.
+    pub async fn rooms(&self) -> Vec<(String, usize)> {
+        self.lock()
+            .iter()
+            .map(|(room, members)| (room.clone(), members.len()))
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<UserId, usize>>> {
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RoomSchedule {
+    last_sent: Instant,
+    pending: bool,
+}
+
+/// Coalesces presence changes into at most one event per room per interval.
+#[derive(Debug, Clone)]
+pub struct PresenceNotifier {
+    registry: Arc<PresenceRegistry>,
+    schedule: Arc<Mutex<HashMap<String, RoomSchedule>>>,
+    interval: Duration,
+}
+
+impl PresenceNotifier {
+    /// A notifier reading counts from `registry`.
+    pub fn new(registry: Arc<PresenceRegistry>, interval: Duration) -> Self {
+        Self {
+            registry,
+            schedule: Arc::default(),
+            interval,
+        }
+    }
+
+    /// Reports that the member set of `room` changed.
+    pub fn changed(&self, room: &RoomName, realtime: Realtime) {
+        let now = Instant::now();
+        let delay = {
+            let mut schedule = self.schedule.lock().unwrap_or_else(|p| p.into_inner());
+            if schedule.len() > 10_000 {
+                let interval = self.interval;
+                schedule.retain(|_, s| s.pending || now.duration_since(s.last_sent) < interval);
+            }
+            match schedule.get_mut(room.as_str()) {
+                Some(s) if s.pending => return,
+                Some(s) if now.duration_since(s.last_sent) < self.interval => {
+                    s.pending = true;
+                    self.interval - now.duration_since(s.last_sent)
+                }
+                _ => {
+                    schedule.insert(
+                        room.as_str().to_owned(),
+                        RoomSchedule {
+                            last_sent: now,
+                            pending: false,
+                        },
+                    );
+                    Duration::ZERO
+                }
+            }
+        };
+        let this = self.clone();
+        let room = room.clone();
+        tokio::spawn(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+                let mut schedule = this.schedule.lock().unwrap_or_else(|p| p.into_inner());
+                schedule.insert(
+                    room.as_str().to_owned(),
+                    RoomSchedule {
+                        last_sent: Instant::now(),
+                        pending: false,
+                    },
+                );
+            }
+            let members = this.registry.members(room.as_str()).await;
+            let payload = json!({"room": room.as_str(), "members": members});
+            if let Err(err) = realtime
+                .emit(room.as_str().to_owned(), "presence", payload)
+                .await
+            {
+                tracing::warn!(room = %room, error = %err, "presence broadcast failed");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn members_are_distinct_users_not_sockets() {
+        let registry = PresenceRegistry::default();
+        let room = RoomName::parse("lobby").expect("room");
+        let alice = UserId(1);
+        let bob = UserId(2);
+        assert_eq!(
+            registry.join(&room, alice).await,
+            PresenceChange {
+                members: 1,
+                changed: true
+            }
+        );
+        assert_eq!(
+            registry.join(&room, alice).await,
+            PresenceChange {
+                members: 1,
+                changed: false
+            }
+        );
+        assert_eq!(
+            registry.join(&room, bob).await,
+            PresenceChange {
+                members: 2,
+                changed: true
+            }
+        );
+        assert_eq!(
+            registry.leave(&room, alice).await,
+            PresenceChange {
+                members: 2,
+                changed: false
+            }
+        );
+        assert_eq!(
+            registry.leave(&room, alice).await,
+            PresenceChange {
+                members: 1,
+                changed: true
+            }
+        );
+        assert_eq!(
+            registry.leave(&room, bob).await,
+            PresenceChange {
+                members: 0,
+                changed: true
+            }
+        );
+        assert!(
+            registry.rooms().await.is_empty(),
+            "empty rooms are forgotten"
+        );
+    }
+}

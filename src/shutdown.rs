@@ -1,0 +1,132 @@
+//! What happens on SIGTERM: the graceful drain, in one place.
+//!
+//! The sequence (SPEC, "Graceful shutdown"):
+//! 1. `DrainState` flips to draining: `/health/ready` answers 503 at once, new Socket.IO
+//!    handshakes are refused, and the HTTP listener stops accepting connections.
+//! 2. Every socket gets `server:draining {reconnect_after_ms}`; after a short grace the
+//!    transports are closed (not a Socket.IO `disconnect`, which would tell the official client
+//!    not to reconnect), so clients reconnect by themselves, through the load balancer, to
+//!    another instance. In-flight HTTP requests run to completion meanwhile.
+//! 3. Once the server has no requests left, the database pool is closed (its in-flight
+//!    writes finish first): every message acked before the signal is stored.
+//! 4. The process exits 0, logging what it drained, within `SHUTDOWN_TIMEOUT_SECS`; whatever
+//!    is still running at the deadline is abandoned with a warning.
+//!
+//! A second signal during the drain exits at once (see `main.rs`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+/// Whether this instance is draining; cheap to read from any handler.
+#[derive(Debug, Clone)]
+pub struct DrainState {
+    draining: Arc<AtomicBool>,
+    started: watch::Sender<bool>,
+}
+
+impl Default for DrainState {
+    fn default() -> Self {
+        Self {
+            draining: Arc::default(),
+            started: watch::channel(false).0,
+        }
+    }
+}
+
+impl DrainState {
+    /// Marks the drain as started; idempotent.
+    pub fn begin(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        self.started.send_replace(true);
+    }
+
+    /// Whether the drain has started.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Resolves when the drain starts (at once if it already has).
+    pub async fn started(&self) {
+        let mut rx = self.started.subscribe();
+        // The sender lives in `self`, so `wait_for` only ends when the value turns true.
+        let _ = rx.wait_for(|started| *started).await;
+    }
+}
+
+/// Timing of the drain, derived from `SHUTDOWN_TIMEOUT_SECS`.
+#[derive(Debug, Clone, Copy)]
+pub struct DrainPlan {
+    /// The whole budget.
+    pub timeout: Duration,
+    /// Time between `server:draining` and closing the transports; clients are told to wait
+    /// this long plus jitter before reconnecting.
+    pub notice: Duration,
+}
+
+impl DrainPlan {
+    /// Splits the budget: socket work may use at most half of it.
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            notice: (timeout / 10).min(Duration::from_millis(500)),
+        }
+    }
+}
+
+/// What a drain did, for its closing log line.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DrainReport {
+    /// Sockets told to go and closed.
+    pub sockets: usize,
+    /// Whether the HTTP server finished before the deadline.
+    pub http_finished: bool,
+    /// Total time taken.
+    pub elapsed: Duration,
+}
+
+/// A deadline shared by the drain's steps.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline(Instant);
+
+impl Deadline {
+    /// A deadline `budget` from now.
+    pub fn after(budget: Duration) -> Self {
+        Self(Instant::now() + budget)
+    }
+    /// Time left, zero when past.
+    pub fn remaining(&self) -> Duration {
+        self.0.saturating_duration_since(Instant::now())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn started_resolves_once_the_drain_begins() {
+        let state = DrainState::default();
+        assert!(!state.is_draining());
+        let waiter = tokio::spawn({
+            let state = state.clone();
+            async move { state.started().await }
+        });
+        tokio::task::yield_now().await;
+        state.begin();
+        tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("started() must resolve after begin()")
+            .expect("task");
+        assert!(state.is_draining());
+    }
+
+    #[test]
+    fn socket_notice_is_a_small_part_of_the_budget() {
+        let plan = DrainPlan::new(Duration::from_secs(30));
+        assert!(plan.notice <= plan.timeout / 2);
+        assert_eq!(plan.notice, Duration::from_millis(500));
+    }
+}

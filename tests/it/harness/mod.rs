@@ -1,0 +1,184 @@
+//! Test harness: roomcast in-process on port 0 (`spawn_app`) or as a real child process
+//! (`RoomcastProcess`), each with its own temporary SQLite database, torn down on drop.
+
+pub mod process;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use reqwest::{Client, Response, StatusCode};
+use roomcast::App;
+use roomcast::config::Config;
+use roomcast::state::AppState;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The admin token every test app is configured with.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+/// A password that satisfies the policy.
+pub const PASSWORD: &str = "correct horse battery";
+
+/// A running in-process app with an HTTP client that keeps cookies like a browser.
+pub struct TestApp {
+    /// Base URL, `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// Bound address.
+    pub addr: SocketAddr,
+    /// Client with its own cookie jar.
+    pub client: Client,
+    /// The app's shared state (database, metrics).
+    pub state: AppState,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<roomcast::shutdown::DrainReport>>,
+    _dir: TempDir,
+}
+
+/// Environment every test app gets, before per-test overrides.
+pub fn base_env(dir: &TempDir) -> HashMap<String, String> {
+    HashMap::from([
+        ("PORT".into(), "0".into()),
+        ("INSTANCE_ID".into(), format!("test-{}", uuid_fragment())),
+        (
+            "DATABASE_URL".into(),
+            format!("sqlite://{}/roomcast.db", dir.path().display()),
+        ),
+        ("ADMIN_TOKEN".into(), ADMIN_TOKEN.into()),
+        (
+            "SESSION_SECRET".into(),
+            "a-test-session-secret-that-is-long-enough".into(),
+        ),
+        ("PASSWORD_HASH_CONCURRENCY".into(), "2".into()),
+        ("SHUTDOWN_TIMEOUT_SECS".into(), "5".into()),
+    ])
+}
+
+fn uuid_fragment() -> String {
+    use rand::Rng;
+    format!("{:06x}", rand::thread_rng().gen_range(0..0x100_0000))
+}
+
+/// A new cookie-keeping client, like a fresh browser profile.
+pub fn browser() -> Client {
+    Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client")
+}
+
+/// Starts an app with the base environment plus `overrides`.
+pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut env = base_env(&dir);
+    for (k, v) in overrides {
+        env.insert((*k).to_owned(), (*v).to_owned());
+    }
+    let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test config is valid");
+    let app = App::build(config).await.expect("app builds");
+    let addr = app.local_addr().expect("bound address");
+    let state = app.state().clone();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        base: format!("http://{addr}"),
+        addr,
+        client: browser(),
+        state,
+        stop: Some(stop),
+        task: Some(task),
+        _dir: dir,
+    }
+}
+
+/// Starts an app with the base environment.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// A unique valid username.
+pub fn username() -> String {
+    format!("u_{}", uuid_fragment())
+}
+
+impl TestApp {
+    /// `base` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// GET with this app's client.
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    /// POST JSON with this app's client.
+    pub async fn post(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    /// Registers `username` with the standard password; asserts 201.
+    pub async fn register(&self, username: &str) -> Value {
+        let res = self
+            .post(
+                "/api/auth/register",
+                &json!({"username": username, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED, "register {username}");
+        res.json().await.expect("json")
+    }
+
+    /// Logs this app's client in as `username`; asserts 200.
+    pub async fn login(&self, username: &str) -> Value {
+        let res = self
+            .post(
+                "/api/auth/login",
+                &json!({"username": username, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK, "login {username}");
+        res.json().await.expect("json")
+    }
+
+    /// Registers and logs in a fresh user; returns the username.
+    pub async fn signed_in_user(&self) -> String {
+        let name = username();
+        self.register(&name).await;
+        self.login(&name).await;
+        name
+    }
+
+    /// Triggers the drain and waits for the app to finish.
+    pub async fn stop(mut self) -> roomcast::shutdown::DrainReport {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.take().expect("task").await.expect("app task")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The error code of a JSON error response.
+pub async fn error_code(res: Response) -> String {
+    let body: Value = res.json().await.expect("error body is JSON");
+    body["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}

@@ -1,0 +1,12 @@
+//! roomcast's integration tests, gathered into one test binary (each file directly under
+//! `tests/` would be another binary to link against the whole dependency tree).
+
+mod harness;
+
+mod admin;
+mod analytics;
+mod auth;
+mod health;
+mod http_errors;
+mod identity;
+mod process;
