@@ -8,6 +8,7 @@
 use tower_sessions::Session;
 
 use crate::auth::{SESSION_OPT_OUT_KEY, SessionUser};
+use crate::domain::UserId;
 use crate::http::error::ApiError;
 use crate::metrics::Metrics;
 use crate::session::anonymous_id;
@@ -28,9 +29,38 @@ pub async fn opted_out(
         return Ok(true);
     }
     match user {
-        Some(user) => Ok(app.db.user_opted_out(user.user.id).await?),
+        Some(user) => user_opted_out(app, user.user.id).await,
         None => Ok(false),
     }
+}
+
+/// A user's own choice. In cluster mode Redis answers first; only a `1` there is taken
+/// as final, anything else is confirmed by the database, so a lost or stale Redis value can
+/// never turn an opt-out into consent.
+async fn user_opted_out(app: &AppState, user: UserId) -> Result<bool, ApiError> {
+    if let Some(cluster) = &app.cluster {
+        match cluster.opt_outs.get(user).await {
+            Ok(Some(true)) => return Ok(true),
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, "opt-out lookup in redis failed; using the database")
+            }
+        }
+    }
+    Ok(app.db.user_opted_out(user).await?)
+}
+
+/// Records a user's choice: the database first (durable), then Redis (shared, fast).
+pub async fn set_user_opted_out(
+    app: &AppState,
+    user: UserId,
+    opted_out: bool,
+) -> Result<(), ApiError> {
+    app.db.set_user_opted_out(user, opted_out).await?;
+    if let Some(cluster) = &app.cluster {
+        cluster.opt_outs.set(user, opted_out).await?;
+    }
+    Ok(())
 }
 
 /// Records the caller's choice in their session and, when logged in, on their account.
@@ -41,7 +71,7 @@ pub async fn set_opted_out(
     opted_out: bool,
 ) -> Result<(), ApiError> {
     if let Some(user) = user {
-        app.db.set_user_opted_out(user.user.id, opted_out).await?;
+        set_user_opted_out(app, user.user.id, opted_out).await?;
     }
     session.insert(SESSION_OPT_OUT_KEY, opted_out).await?;
     Ok(())

@@ -17,13 +17,24 @@ use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tower_sessions::MemoryStore;
 
+use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
+use tower_sessions_redis_store::RedisStore;
+
 use crate::auth::password::{HashError, PasswordHasher};
-use crate::auth::throttle::LoginThrottle;
+use crate::auth::throttle::{LocalThrottle, LoginThrottle};
+use crate::cluster::Cluster;
+use crate::cluster::adapter_driver::ResilientDriver;
+use crate::cluster::limits::{RedisLoginThrottle, RedisMessageLimit};
+use crate::cluster::opt_out::RedisOptOuts;
+use crate::cluster::presence::RedisPresence;
+use crate::cluster::redis::{Redis, RedisError};
+use crate::cluster::registry::{HEARTBEAT, Registry};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::realtime::broadcast::{Realtime, SocketIoBroadcast};
-use crate::realtime::presence::{PRESENCE_INTERVAL, PresenceNotifier, PresenceRegistry};
-use crate::realtime::rate_limit::MessageRateLimiter;
+use crate::realtime::presence::{PRESENCE_INTERVAL, Presence, PresenceNotifier, PresenceRegistry};
+use crate::realtime::rate_limit::{LocalMessageLimit, MessageRateLimiter};
+use crate::session::encrypted_store::EncryptedStore;
 use crate::session::{self, SharedStore};
 use crate::shutdown::{Deadline, DrainPlan, DrainReport, DrainState};
 use crate::state::{AppState, AppStateInner, HttpState, RoomLocks};
@@ -47,9 +58,72 @@ pub enum StartError {
     /// The password hasher could not initialise.
     #[error("password hasher: {0}")]
     Hasher(#[from] HashError),
-    /// Cluster mode was requested; it needs the Redis wiring.
-    #[error("cluster mode (REDIS_URL) is not available in this build")]
-    ClusterUnavailable,
+    /// Redis (cluster mode) could not be reached.
+    #[error("{0}")]
+    Redis(#[from] RedisError),
+    /// The Socket.IO Redis adapter could not subscribe its channels.
+    #[error("socket.io adapter: {0}")]
+    Adapter(String),
+}
+
+/// Prefix of the adapter's Pub/Sub channels.
+pub const ADAPTER_PREFIX: &str = "roomcast-sio";
+
+/// The Socket.IO adapter of cluster mode: socketioxide-redis over our resilient driver.
+type ClusterAdapter = CustomRedisAdapter<socketioxide::adapter::Emitter, ResilientDriver>;
+
+async fn connect_cluster(url: &str, config: &Config) -> Result<Cluster, StartError> {
+    let redis = Redis::connect(url, 4).await?;
+    let driver = ResilientDriver::connect(&crate::cluster::redis::builder(url)?).await?;
+    let instance = config.instance_id.to_string();
+    Ok(Cluster {
+        presence: RedisPresence::new(redis.clone(), instance.clone()).await?,
+        registry: Registry::new(redis.clone(), instance),
+        opt_outs: RedisOptOuts::new(redis.clone()),
+        driver,
+        redis,
+    })
+}
+
+fn assemble<A: socketioxide::adapter::Adapter>(
+    state: &AppState,
+    layer: socketioxide::layer::SocketIoLayer<A>,
+    io: SocketIo<A>,
+) -> (Router, Realtime) {
+    let realtime: Realtime = Arc::new(SocketIoBroadcast(io));
+    let router = http::router(
+        HttpState {
+            app: state.clone(),
+            realtime: realtime.clone(),
+        },
+        layer,
+    );
+    (router, realtime)
+}
+
+/// Keeps this instance's registry entry fresh and reaps dead instances, until the drain.
+async fn heartbeat(state: AppState, realtime: Realtime) {
+    let Some(cluster) = state.cluster.clone() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = state.drain.started() => return,
+        }
+        let sockets = realtime.local_sockets() as u64;
+        if let Err(err) = cluster.registry.beat(sockets).await {
+            state.metrics.redis_errors.inc();
+            tracing::warn!(error = %err, "heartbeat failed");
+            continue;
+        }
+        if let Err(err) = cluster.registry.reap(&cluster.presence).await {
+            state.metrics.redis_errors.inc();
+            tracing::warn!(error = %err, "reaping dead instances failed");
+        }
+    }
 }
 
 /// A built, bound, not yet running server.
@@ -63,30 +137,67 @@ pub struct App {
 impl App {
     /// Connects to dependencies, applies migrations and binds the listener.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        if config.is_cluster() {
-            return Err(StartError::ClusterUnavailable);
-        }
         let db = Database::connect(&config.database_url, config.database_max_connections).await?;
+        let cluster = match &config.redis_url {
+            Some(url) => Some(connect_cluster(url, &config).await?),
+            None => None,
+        };
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
 
-        let presence = Arc::new(PresenceRegistry::default());
+        let sessions = match (&cluster, &config.session_encryption_key) {
+            (Some(cluster), Some(key)) if config.use_redis_sessions => {
+                let redis_store = RedisStore::new(cluster.redis.pool().clone());
+                SharedStore::new(EncryptedStore::new(
+                    redis_store,
+                    key,
+                    &config.session_encryption_keys_old,
+                ))
+            }
+            _ => SharedStore::new(MemoryStore::default()),
+        };
+        let (presence, login_throttle, message_limiter) = match &cluster {
+            Some(cluster) => (
+                Presence::Redis(cluster.presence.clone()),
+                LoginThrottle::Redis(RedisLoginThrottle::new(
+                    cluster.redis.clone(),
+                    config.login_max_failures,
+                    config.login_window,
+                )),
+                MessageRateLimiter::Redis(RedisMessageLimit::new(
+                    cluster.redis.clone(),
+                    config.message_rate_per_sec,
+                    config.message_rate_burst,
+                )),
+            ),
+            None => (
+                Presence::Local(PresenceRegistry::default()),
+                LoginThrottle::Local(LocalThrottle::new(
+                    config.login_max_failures,
+                    config.login_window,
+                )),
+                MessageRateLimiter::Local(LocalMessageLimit::new(
+                    config.message_rate_per_sec,
+                    config.message_rate_burst,
+                )),
+            ),
+        };
+        let presence = Arc::new(presence);
+        let driver = cluster.as_ref().map(|c| c.driver.clone());
         let state = AppState::new(AppStateInner {
-            sessions: SharedStore::new(MemoryStore::default()),
+            sessions,
             cookie_key: session::cookie_key(&config),
             hasher: PasswordHasher::new(
                 config.password_hash_concurrency,
                 config.password_hash_queue,
             )?,
-            login_throttle: LoginThrottle::new(config.login_max_failures, config.login_window),
-            message_limiter: MessageRateLimiter::new(
-                config.message_rate_per_sec,
-                config.message_rate_burst,
-            ),
+            login_throttle,
+            message_limiter,
             presence_notifier: PresenceNotifier::new(presence.clone(), PRESENCE_INTERVAL),
             presence,
+            cluster,
             metrics: Metrics::new(),
             drain: DrainState::default(),
             room_locks: RoomLocks::default(),
@@ -96,16 +207,26 @@ impl App {
             config,
         });
 
-        let (layer, io) = realtime::build(&state, SocketIo::builder());
-        realtime::register_namespace::<LocalAdapter>(&io);
-        let realtime: Realtime = Arc::new(SocketIoBroadcast(io));
-        let router = http::router(
-            HttpState {
-                app: state.clone(),
-                realtime: realtime.clone(),
-            },
-            layer,
-        );
+        // The adapter type is decided here and nowhere else.
+        let (router, realtime) = match driver {
+            None => {
+                let (layer, io) = realtime::build(&state, SocketIo::builder());
+                realtime::register_namespace::<LocalAdapter>(&io);
+                assemble(&state, layer, io)
+            }
+            Some(driver) => {
+                let adapter = RedisAdapterCtr::new_with_driver(
+                    driver,
+                    RedisAdapterConfig::new().with_prefix(ADAPTER_PREFIX),
+                );
+                let builder = SocketIo::builder().with_adapter::<ClusterAdapter>(adapter);
+                let (layer, io) = realtime::build(&state, builder);
+                realtime::register_namespace::<ClusterAdapter>(&io)
+                    .await
+                    .map_err(|e| StartError::Adapter(e.to_string()))?;
+                assemble(&state, layer, io)
+            }
+        };
         Ok(Self {
             listener,
             router,
@@ -143,6 +264,7 @@ impl App {
             let drain = drain.clone();
             async move { drain.started().await }
         };
+        let heartbeat = tokio::spawn(heartbeat(state.clone(), realtime.clone()));
         let mut server = tokio::spawn(async move {
             axum::serve(
                 listener,
@@ -195,6 +317,22 @@ impl App {
                 }
             }
         };
+        heartbeat.abort();
+        if let Some(cluster) = &state.cluster {
+            let close = async {
+                if let Err(err) = cluster.registry.leave().await {
+                    tracing::warn!(error = %err, "could not remove this instance from the registry");
+                }
+                cluster.driver.close().await;
+                cluster.redis.close().await;
+            };
+            if tokio::time::timeout(deadline.remaining(), close)
+                .await
+                .is_err()
+            {
+                tracing::warn!("redis connections did not close before the shutdown timeout");
+            }
+        }
         if tokio::time::timeout(deadline.remaining(), state.db.close())
             .await
             .is_err()

@@ -7,6 +7,7 @@
 pub mod analytics;
 pub mod app;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod error_code;

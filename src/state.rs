@@ -16,10 +16,11 @@ use tower_sessions::cookie::Key;
 
 use crate::auth::password::PasswordHasher;
 use crate::auth::throttle::LoginThrottle;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::realtime::broadcast::Realtime;
-use crate::realtime::presence::{PresenceNotifier, PresenceRegistry};
+use crate::realtime::presence::{Presence, PresenceNotifier};
 use crate::realtime::rate_limit::MessageRateLimiter;
 use crate::session::SharedStore;
 use crate::shutdown::DrainState;
@@ -60,9 +61,11 @@ pub struct AppStateInner {
     /// Per-user message rate limit.
     pub message_limiter: MessageRateLimiter,
     /// Room membership counts.
-    pub presence: Arc<PresenceRegistry>,
+    pub presence: Arc<Presence>,
     /// Coalesced presence events.
     pub presence_notifier: PresenceNotifier,
+    /// Redis-backed parts; `None` in embedded mode.
+    pub cluster: Option<Cluster>,
     /// Prometheus metrics.
     pub metrics: Metrics,
     /// Whether a drain has begun.

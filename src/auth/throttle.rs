@@ -11,6 +11,9 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::cluster::limits::RedisLoginThrottle;
+use crate::cluster::redis::RedisError;
+
 /// The keys a login attempt is counted under.
 #[derive(Debug, Clone)]
 pub struct AttemptKeys {
@@ -42,15 +45,72 @@ struct Window {
     ends: Instant,
 }
 
+/// Why an attempt may not proceed.
+#[derive(Debug, thiserror::Error)]
+pub enum ThrottleError {
+    /// Too many failures for the username or address.
+    #[error(transparent)]
+    Throttled(#[from] Throttled),
+    /// The shared counters (Redis) cannot be read.
+    #[error("login throttle unavailable: {0}")]
+    Unavailable(#[from] RedisError),
+}
+
+/// The failed-login throttle: in this process, or shared through Redis.
+#[derive(Debug)]
+pub enum LoginThrottle {
+    /// Embedded mode.
+    Local(LocalThrottle),
+    /// Cluster mode: counters shared by every instance.
+    Redis(RedisLoginThrottle),
+}
+
+impl LoginThrottle {
+    /// Refuses the attempt if either key has used up its failures.
+    pub async fn check(&self, keys: &AttemptKeys) -> Result<(), ThrottleError> {
+        match self {
+            Self::Local(local) => Ok(local.check(keys)?),
+            Self::Redis(redis) => match redis.blocked(&[&keys.username, &keys.address]).await? {
+                Some(retry_after) => Err(Throttled { retry_after }.into()),
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// Counts a failed attempt against both keys.
+    pub async fn record_failure(&self, keys: &AttemptKeys) -> Result<(), ThrottleError> {
+        match self {
+            Self::Local(local) => {
+                local.record_failure(keys);
+                Ok(())
+            }
+            Self::Redis(redis) => Ok(redis
+                .record_failure(&[&keys.username, &keys.address])
+                .await?),
+        }
+    }
+
+    /// Forgets the username's failures after a successful login.
+    pub async fn record_success(&self, keys: &AttemptKeys) -> Result<(), ThrottleError> {
+        match self {
+            Self::Local(local) => {
+                local.record_success(keys);
+                Ok(())
+            }
+            Self::Redis(redis) => Ok(redis.clear(&keys.username).await?),
+        }
+    }
+}
+
 /// In-process throttle for embedded mode.
 #[derive(Debug)]
-pub struct LoginThrottle {
+pub struct LocalThrottle {
     max_failures: u32,
     window: Duration,
     windows: Mutex<HashMap<String, Window>>,
 }
 
-impl LoginThrottle {
+impl LocalThrottle {
     /// A throttle allowing `max_failures` per key per `window`.
     pub fn new(max_failures: u32, window: Duration) -> Self {
         Self {
@@ -111,7 +171,7 @@ mod tests {
 
     #[test]
     fn blocks_after_max_failures_per_username_or_address() {
-        let throttle = LoginThrottle::new(3, Duration::from_secs(60));
+        let throttle = LocalThrottle::new(3, Duration::from_secs(60));
         let a = AttemptKeys::new("alice", "10.0.0.1".parse().expect("ip"));
         for _ in 0..3 {
             assert!(throttle.check(&a).is_ok());
@@ -134,7 +194,7 @@ mod tests {
 
     #[test]
     fn windows_expire() {
-        let throttle = LoginThrottle::new(1, Duration::from_millis(20));
+        let throttle = LocalThrottle::new(1, Duration::from_millis(20));
         let a = AttemptKeys::new("alice", "10.0.0.1".parse().expect("ip"));
         throttle.record_failure(&a);
         assert!(throttle.check(&a).is_err());

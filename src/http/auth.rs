@@ -56,9 +56,9 @@ pub async fn login(
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let keys = AttemptKeys::new(&body.username.to_ascii_lowercase(), ip);
-    if let Err(throttled) = app.login_throttle.check(&keys) {
+    if let Err(err) = app.login_throttle.check(&keys).await {
         Metrics::outcome(&app.metrics.login_failures, "throttled");
-        return Err(throttled.into());
+        return Err(err.into());
     }
     // A malformed username or password cannot match an account; still spend a hash so the
     // answer takes as long as a real miss.
@@ -77,14 +77,14 @@ pub async fn login(
         )
         .await?;
     let Some(credentials) = credentials.filter(|_| verified && username.is_some()) else {
-        app.login_throttle.record_failure(&keys);
+        app.login_throttle.record_failure(&keys).await?;
         Metrics::outcome(&app.metrics.login_failures, "invalid_credentials");
         return Err(ApiError::new(
             ErrorCode::InvalidCredentials,
             "wrong username or password",
         ));
     };
-    app.login_throttle.record_success(&keys);
+    app.login_throttle.record_success(&keys).await?;
 
     // An opt-out made before logging in carries over to the account: privacy choices only
     // ever get stricter by logging in.
@@ -93,7 +93,7 @@ pub async fn login(
         .await?
         .unwrap_or(false)
     {
-        app.db.set_user_opted_out(credentials.user.id, true).await?;
+        crate::analytics::set_user_opted_out(&app, credentials.user.id, true).await?;
     }
     session.cycle_id().await?;
     if body.remember {

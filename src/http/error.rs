@@ -145,6 +145,22 @@ impl From<Throttled> for ApiError {
     }
 }
 
+impl From<crate::cluster::redis::RedisError> for ApiError {
+    fn from(err: crate::cluster::redis::RedisError) -> Self {
+        tracing::warn!(error = %err, "redis failure");
+        Self::unavailable("redis")
+    }
+}
+
+impl From<crate::auth::throttle::ThrottleError> for ApiError {
+    fn from(err: crate::auth::throttle::ThrottleError) -> Self {
+        match err {
+            crate::auth::throttle::ThrottleError::Throttled(throttled) => throttled.into(),
+            crate::auth::throttle::ThrottleError::Unavailable(err) => err.into(),
+        }
+    }
+}
+
 impl From<tower_sessions::session::Error> for ApiError {
     fn from(err: tower_sessions::session::Error) -> Self {
         tracing::warn!(error = %err, "session store failure");

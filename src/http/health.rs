@@ -45,8 +45,23 @@ async fn run_checks(app: &AppState) -> Checks {
         Ok(Err(err)) => (json!({"status": "error", "error": err.to_string()}), false),
         Err(_) => (json!({"status": "timeout"}), false),
     };
-    // Embedded mode has no Redis; cluster mode fills this in.
-    let (redis, redis_ok) = (json!({"status": "disabled"}), true);
+    let (redis, redis_ok) = match &app.cluster {
+        None => (json!({"status": "disabled"}), true),
+        Some(cluster) => {
+            let subscribed = cluster.driver.is_subscribed();
+            match tokio::time::timeout(CHECK_TIMEOUT, cluster.redis.ping()).await {
+                Ok(Ok(latency)) if subscribed => {
+                    (json!({"status": "ok", "latency_ms": millis(latency)}), true)
+                }
+                Ok(Ok(latency)) => (
+                    json!({"status": "adapter_unsubscribed", "latency_ms": millis(latency)}),
+                    false,
+                ),
+                Ok(Err(err)) => (json!({"status": "error", "error": err.to_string()}), false),
+                Err(_) => (json!({"status": "timeout"}), false),
+            }
+        }
+    };
     Checks {
         database,
         database_ok,
@@ -100,6 +115,15 @@ pub async fn overview(
     };
     let runtime = tokio::runtime::Handle::current().metrics();
     let local = realtime.local_sockets();
+    let cluster_sockets = match &app.cluster {
+        None => Value::from(local),
+        Some(cluster) => {
+            match tokio::time::timeout(CHECK_TIMEOUT, cluster.registry.cluster_sockets()).await {
+                Ok(Ok(n)) => Value::from(n),
+                _ => Value::Null,
+            }
+        }
+    };
     let (db_size, db_idle) = app.db.pool_stats();
     let start_time = app
         .started_at
@@ -113,7 +137,7 @@ pub async fn overview(
         "draining": draining,
         "mode": if app.config.is_cluster() { "cluster" } else { "embedded" },
         "checks": {"database": checks.database, "redis": checks.redis},
-        "connections": {"local": local, "cluster": local},
+        "connections": {"local": local, "cluster": cluster_sockets},
         "instance": {
             "id": app.config.instance_id.as_str(),
             "hostname": crate::instance::hostname(),

@@ -25,7 +25,7 @@ pub async fn list(State(app): State<AppState>, _auth: AuthUser) -> Result<Json<V
     for activity in app.db.active_rooms(LISTED_ROOMS).await? {
         rooms.insert(activity.room, (0, Some(activity.last_message_at)));
     }
-    for (room, members) in app.presence.rooms().await {
+    for (room, members) in app.presence.rooms().await? {
         rooms.entry(room).or_insert((0, None)).0 = members;
     }
     let mut list: Vec<_> = rooms.into_iter().collect();

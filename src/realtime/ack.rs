@@ -45,6 +45,27 @@ impl From<InvalidInput> for AckError {
     }
 }
 
+impl From<crate::cluster::redis::RedisError> for AckError {
+    fn from(err: crate::cluster::redis::RedisError) -> Self {
+        tracing::warn!(error = %err, "redis failure during socket event");
+        Self::new(
+            ErrorCode::Unavailable,
+            "the server is temporarily unavailable, try again",
+        )
+    }
+}
+
+impl From<crate::realtime::rate_limit::LimitError> for AckError {
+    fn from(err: crate::realtime::rate_limit::LimitError) -> Self {
+        match err {
+            crate::realtime::rate_limit::LimitError::RateLimited => {
+                Self::new(ErrorCode::RateLimited, "you are sending messages too fast")
+            }
+            crate::realtime::rate_limit::LimitError::Unavailable(err) => err.into(),
+        }
+    }
+}
+
 impl From<StorageError> for AckError {
     fn from(err: StorageError) -> Self {
         tracing::warn!(error = %err, "storage failure during socket event");

@@ -89,9 +89,11 @@ async fn on_disconnect<A: Adapter>(
     tracing::debug!(user_id = %ctx.user.id, sid = %socket.id, ?reason, "socket disconnected");
     let realtime: super::broadcast::Realtime = Arc::new(SocketIoBroadcast(io));
     for room in ctx.take_rooms() {
-        let change = app.presence.leave(&room, ctx.user.id).await;
-        if change.changed {
-            app.presence_notifier.changed(&room, realtime.clone());
+        match app.presence.leave(&room, ctx.user.id).await {
+            Ok(change) if change.changed => app.presence_notifier.changed(&room, realtime.clone()),
+            Ok(_) => {}
+            // The registry reaps this instance's entries if it never gets through.
+            Err(err) => tracing::warn!(room = %room, error = %err, "presence leave failed"),
         }
     }
 }

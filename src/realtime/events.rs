@@ -64,12 +64,19 @@ pub async fn join<A: Adapter>(
         history.reverse();
         if ctx.add_room(&room) {
             socket.join(room.as_str().to_owned());
-            let change = app.presence.join(&room, ctx.user.id).await;
+            let change = match app.presence.join(&room, ctx.user.id).await {
+                Ok(change) => change,
+                Err(err) => {
+                    ctx.remove_room(&room);
+                    socket.leave(room.as_str().to_owned());
+                    return Err(err.into());
+                }
+            };
             if change.changed {
                 app.presence_notifier.changed(&room, realtime(io));
             }
         }
-        let members = app.presence.members(room.as_str()).await;
+        let members = app.presence.members(room.as_str()).await?;
         Ok(json!({"room": room, "members": members, "history": history}))
     }
     .await;
@@ -90,12 +97,12 @@ pub async fn leave<A: Adapter>(
         let room = parse_room(payload)?;
         if ctx.remove_room(&room) {
             socket.leave(room.as_str().to_owned());
-            let change = app.presence.leave(&room, ctx.user.id).await;
+            let change = app.presence.leave(&room, ctx.user.id).await?;
             if change.changed {
                 app.presence_notifier.changed(&room, realtime(io));
             }
         }
-        let members = app.presence.members(room.as_str()).await;
+        let members = app.presence.members(room.as_str()).await?;
         Ok(json!({"room": room, "members": members}))
     }
     .await;
@@ -125,9 +132,7 @@ pub async fn message<A: Adapter>(
                 "join the room before sending to it",
             ));
         }
-        app.message_limiter.check(ctx.user.id).await.map_err(|_| {
-            AckError::new(ErrorCode::RateLimited, "you are sending messages too fast")
-        })?;
+        app.message_limiter.check(ctx.user.id).await?;
         let lock = app.room_locks.get(room.as_str());
         let _room_order = lock.lock().await;
         let stored = app

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::broadcast::Realtime;
+use crate::cluster::presence::RedisPresence;
+use crate::cluster::redis::RedisError;
 use crate::domain::{RoomName, UserId};
 
 /// Minimum spacing of `presence` events for one room.
@@ -25,6 +27,49 @@ pub struct PresenceChange {
     pub members: usize,
     /// Whether the member set changed (first join or last leave of this user).
     pub changed: bool,
+}
+
+/// Where presence is counted: in this process (embedded) or in Redis (cluster).
+#[derive(Debug)]
+pub enum Presence {
+    /// One instance; counts in memory.
+    Local(PresenceRegistry),
+    /// Many instances; counts in Redis.
+    Redis(RedisPresence),
+}
+
+impl Presence {
+    /// Records one more socket of `user` in `room`.
+    pub async fn join(&self, room: &RoomName, user: UserId) -> Result<PresenceChange, RedisError> {
+        match self {
+            Self::Local(registry) => Ok(registry.join(room, user).await),
+            Self::Redis(redis) => redis.join(room, user).await,
+        }
+    }
+
+    /// Records that one socket of `user` left `room`.
+    pub async fn leave(&self, room: &RoomName, user: UserId) -> Result<PresenceChange, RedisError> {
+        match self {
+            Self::Local(registry) => Ok(registry.leave(room, user).await),
+            Self::Redis(redis) => redis.leave(room, user).await,
+        }
+    }
+
+    /// Distinct users in `room`.
+    pub async fn members(&self, room: &str) -> Result<usize, RedisError> {
+        match self {
+            Self::Local(registry) => Ok(registry.members(room).await),
+            Self::Redis(redis) => redis.members(room).await,
+        }
+    }
+
+    /// Every room with members.
+    pub async fn rooms(&self) -> Result<Vec<(String, usize)>, RedisError> {
+        match self {
+            Self::Local(registry) => Ok(registry.rooms().await),
+            Self::Redis(redis) => redis.rooms().await,
+        }
+    }
 }
 
 /// Socket counts per user per room on this instance.
@@ -101,14 +146,14 @@ struct RoomSchedule {
 /// Coalesces presence changes into at most one event per room per interval.
 #[derive(Debug, Clone)]
 pub struct PresenceNotifier {
-    registry: Arc<PresenceRegistry>,
+    registry: Arc<Presence>,
     schedule: Arc<Mutex<HashMap<String, RoomSchedule>>>,
     interval: Duration,
 }
 
 impl PresenceNotifier {
     /// A notifier reading counts from `registry`.
-    pub fn new(registry: Arc<PresenceRegistry>, interval: Duration) -> Self {
+    pub fn new(registry: Arc<Presence>, interval: Duration) -> Self {
         Self {
             registry,
             schedule: Arc::default(),
@@ -157,7 +202,13 @@ impl PresenceNotifier {
                     },
                 );
             }
-            let members = this.registry.members(room.as_str()).await;
+            let members = match this.registry.members(room.as_str()).await {
+                Ok(members) => members,
+                Err(err) => {
+                    tracing::warn!(room = %room, error = %err, "presence count unavailable");
+                    return;
+                }
+            };
             let payload = json!({"room": room.as_str(), "members": members});
             if let Err(err) = realtime
                 .emit(room.as_str().to_owned(), "presence", payload)

@@ -7,20 +7,53 @@ use std::num::NonZeroU32;
 
 use governor::{DefaultKeyedRateLimiter, Quota};
 
+use crate::cluster::limits::RedisMessageLimit;
 use crate::domain::UserId;
 
-/// The user is over their message rate.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("sending too fast")]
-pub struct RateLimited;
+/// Why a message may not be sent now.
+#[derive(Debug, thiserror::Error)]
+pub enum LimitError {
+    /// The user is over their rate.
+    #[error("sending too fast")]
+    RateLimited,
+    /// The shared limiter (Redis) cannot be asked.
+    #[error("rate limiter unavailable: {0}")]
+    Unavailable(#[from] crate::cluster::redis::RedisError),
+}
 
-/// In-process per-user limiter.
+/// The per-user message limit: in this process, or shared through Redis.
 #[derive(Debug)]
-pub struct MessageRateLimiter {
-    limiter: DefaultKeyedRateLimiter<UserId>,
+pub enum MessageRateLimiter {
+    /// Embedded mode.
+    Local(LocalMessageLimit),
+    /// Cluster mode: one allowance per user across every instance.
+    Redis(RedisMessageLimit),
 }
 
 impl MessageRateLimiter {
+    /// Takes one message from the user's allowance.
+    pub async fn check(&self, user: UserId) -> Result<(), LimitError> {
+        match self {
+            Self::Local(local) => local
+                .check(user)
+                .then_some(())
+                .ok_or(LimitError::RateLimited),
+            Self::Redis(redis) => redis
+                .allow(user)
+                .await?
+                .then_some(())
+                .ok_or(LimitError::RateLimited),
+        }
+    }
+}
+
+/// In-process per-user limiter.
+#[derive(Debug)]
+pub struct LocalMessageLimit {
+    limiter: DefaultKeyedRateLimiter<UserId>,
+}
+
+impl LocalMessageLimit {
     /// A limiter of `per_sec` messages per second with bursts of `burst`.
     pub fn new(per_sec: u32, burst: u32) -> Self {
         let per_sec = NonZeroU32::new(per_sec).unwrap_or(NonZeroU32::MIN);
@@ -30,12 +63,12 @@ impl MessageRateLimiter {
         }
     }
 
-    /// Takes one message from the user's allowance.
-    pub async fn check(&self, user: UserId) -> Result<(), RateLimited> {
+    /// Takes one message from the user's allowance; false when over the limit.
+    pub fn check(&self, user: UserId) -> bool {
         if self.limiter.len() > 50_000 {
             self.limiter.retain_recent();
         }
-        self.limiter.check_key(&user).map_err(|_| RateLimited)
+        self.limiter.check_key(&user).is_ok()
     }
 }
 
@@ -45,7 +78,7 @@ mod tests {
 
     #[tokio::test]
     async fn allows_the_burst_then_limits_each_user_separately() {
-        let limiter = MessageRateLimiter::new(1, 5);
+        let limiter = MessageRateLimiter::Local(LocalMessageLimit::new(1, 5));
         for _ in 0..5 {
             assert!(limiter.check(UserId(1)).await.is_ok());
         }

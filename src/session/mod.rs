@@ -22,6 +22,8 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 
 use crate::config::Config;
 
+pub mod encrypted_store;
+
 /// Name of the session cookie.
 pub const COOKIE_NAME: &str = "roomcast.sid";
 

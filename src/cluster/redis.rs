@@ -1,0 +1,80 @@
+//! Redis connections with fail-fast timeouts and automatic reconnection.
+//!
+//! Redis client library: fred 10, deliberately. tower-sessions-redis-store is built on it, so
+//! one client library (one connection model, one TLS stack, one set of timeouts) serves
+//! sessions, the adapter driver, presence, limits and the registry. Plain `redis://` URLs,
+//! `redis://user:password@host` (ACL users), `redis://:password@host` and `rediss://` (TLS)
+//! are accepted as they are. fred handles Pub/Sub on RESP2 connections, so no `?protocol=resp3`
+//! is needed (the `redis` crate's adapter driver would need RESP3 for push messages).
+//!
+//! Every command has a 2 s deadline and reconnection runs forever with exponential backoff
+//! (100 ms … 2 s): while Redis is down, callers get an error within the deadline and map it
+//! to `unavailable`; when Redis is back, the same clients carry on.
+
+use std::time::{Duration, Instant};
+
+use fred::prelude::*;
+use fred::types::Builder;
+use fred::types::config::{Config as RedisConfig, ReconnectPolicy};
+
+/// Deadline of any single Redis command.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Redis could not be reached or refused a command.
+#[derive(Debug, thiserror::Error)]
+#[error("redis: {0}")]
+pub struct RedisError(#[from] pub fred::error::Error);
+
+/// A configured client builder for `url`; every roomcast connection is built from it.
+pub fn builder(url: &str) -> Result<Builder, RedisError> {
+    let config = RedisConfig::from_url(url)?;
+    let mut builder = Builder::from_config(config);
+    builder
+        .with_connection_config(|c| {
+            c.connection_timeout = COMMAND_TIMEOUT;
+            c.internal_command_timeout = COMMAND_TIMEOUT;
+            c.max_command_attempts = 2;
+        })
+        .with_performance_config(|p| {
+            p.default_command_timeout = COMMAND_TIMEOUT;
+        })
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
+    Ok(builder)
+}
+
+/// The command pool shared by sessions, presence, limits, opt-outs and the registry.
+#[derive(Clone, Debug)]
+pub struct Redis {
+    pool: Pool,
+}
+
+impl Redis {
+    /// Connects a pool of `size` multiplexed connections; fails if Redis does not answer.
+    pub async fn connect(url: &str, size: usize) -> Result<Self, RedisError> {
+        let pool = builder(url)?.build_pool(size)?;
+        pool.init().await?;
+        Ok(Self { pool })
+    }
+
+    /// The pool, for stores that take a fred client.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// One client of the pool, for scripts.
+    pub fn client(&self) -> &Client {
+        self.pool.next()
+    }
+
+    /// Round-trip time of a PING.
+    pub async fn ping(&self) -> Result<Duration, RedisError> {
+        let started = Instant::now();
+        let _: String = self.pool.next().ping(None).await?;
+        Ok(started.elapsed())
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        let _ = self.pool.quit().await;
+    }
+}
