@@ -260,9 +260,9 @@ impl App {
             tracing::info!(addr = %addr, mode = if state.config.is_cluster() { "cluster" } else { "embedded" }, "listening");
         }
         let drain = state.drain.clone();
-        let stop_accepting = {
-            let drain = drain.clone();
-            async move { drain.started().await }
+        let (stop_accepting_tx, stop_accepting_rx) = tokio::sync::oneshot::channel::<()>();
+        let stop_accepting = async move {
+            let _ = stop_accepting_rx.await;
         };
         let heartbeat = tokio::spawn(heartbeat(state.clone(), realtime.clone()));
         let mut server = tokio::spawn(async move {
@@ -302,6 +302,10 @@ impl App {
                 }
             };
         state.metrics.drained_sockets.inc_by(sockets as u64);
+        // Only now stop accepting connections: until the transports were closed, polling
+        // clients needed new connections to fetch `server:draining` and the close packet.
+        // New Engine.IO sessions were refused from the start of the drain.
+        let _ = stop_accepting_tx.send(());
 
         let http_finished = if server.is_finished() {
             true

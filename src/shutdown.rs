@@ -1,16 +1,21 @@
 //! What happens on SIGTERM: the graceful drain, in one place.
 //!
 //! The sequence (SPEC, "Graceful shutdown"):
-//! 1. `DrainState` flips to draining: `/health/ready` answers 503 at once, new Socket.IO
-//!    handshakes are refused, and the HTTP listener stops accepting connections.
-//! 2. Every socket gets `server:draining {reconnect_after_ms}`; after a short grace the
+//! 1. `DrainState` flips to draining: `/health/ready` answers 503 at once, and new Engine.IO
+//!    sessions and Socket.IO handshakes are refused (503 / `unavailable`), so load balancers
+//!    and reconnecting clients go elsewhere.
+//! 2. Every socket gets `server:draining {reconnect_after_ms}`; after a short notice the
 //!    transports are closed (not a Socket.IO `disconnect`, which would tell the official client
 //!    not to reconnect), so clients reconnect by themselves, through the load balancer, to
-//!    another instance. In-flight HTTP requests run to completion meanwhile.
-//! 3. Once the server has no requests left, the database pool is closed (its in-flight
-//!    writes finish first): every message acked before the signal is stored.
-//! 4. The process exits 0, logging what it drained, within `SHUTDOWN_TIMEOUT_SECS`; whatever
-//!    is still running at the deadline is abandoned with a warning.
+//!    another instance. Socket work may use at most half of `SHUTDOWN_TIMEOUT_SECS`.
+//! 3. The listener stops accepting connections. (It keeps accepting until step 2 is done only
+//!    because long-polling clients open a new connection for each poll and could otherwise
+//!    never receive the notice; every new session is already refused in step 1.) In-flight
+//!    HTTP requests run to completion.
+//! 4. Redis connections close, then the database pool (its in-flight writes finish first):
+//!    every message acked before the signal is stored. The process exits 0, logging what it
+//!    drained, within `SHUTDOWN_TIMEOUT_SECS`; whatever still runs at the deadline is abandoned
+//!    with a warning.
 //!
 //! A second signal during the drain exits at once (see `main.rs`).
 

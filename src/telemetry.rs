@@ -30,6 +30,7 @@ pub fn init(format: LogFormat, instance: &InstanceId) {
             .with(filter)
             .with(
                 tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
                     .event_format(InstanceFormat::text(instance))
                     .with_writer(std::io::stdout),
             )
@@ -38,6 +39,7 @@ pub fn init(format: LogFormat, instance: &InstanceId) {
             .with(filter)
             .with(
                 tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
                     .fmt_fields(JsonFields::new())
                     .event_format(InstanceFormat::json(instance))
                     .with_writer(std::io::stdout),

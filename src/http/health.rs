@@ -161,7 +161,12 @@ pub async fn overview(
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(
     State(app): State<AppState>,
+    State(realtime): State<Realtime>,
 ) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    // Read at scrape time rather than counted up and down, so the gauge cannot drift.
+    app.metrics
+        .sockets_connected
+        .set(i64::try_from(realtime.local_sockets()).unwrap_or(i64::MAX));
     (
         [(
             axum::http::header::CONTENT_TYPE,

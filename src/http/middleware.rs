@@ -134,6 +134,30 @@ fn origin_allowed(headers: &HeaderMap, app: &AppState) -> bool {
     matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
+/// While draining, refuses new Engine.IO sessions (requests without a `sid`) with 503, so the
+/// client retries and the load balancer sends it to another instance. Requests of existing
+/// sessions pass: they are how those clients learn about the drain.
+pub async fn refuse_new_sessions_while_draining(
+    State(app): State<AppState>,
+    request: Request<Body>,
+    next: Next,
+) -> Response {
+    let is_new_session = request.uri().path().starts_with("/socket.io")
+        && !request
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|pair| pair.starts_with("sid=")));
+    if is_new_session && app.drain.is_draining() {
+        return ApiError::new(
+            ErrorCode::Unavailable,
+            "this instance is draining; connect again to reach another",
+        )
+        .with_retry_after(std::time::Duration::from_secs(1))
+        .into_response();
+    }
+    next.run(request).await
+}
+
 /// JSON 404 for unknown paths.
 pub async fn not_found() -> ApiError {
     ApiError::new(ErrorCode::NotFound, "no such route")

@@ -98,6 +98,10 @@ pub fn router<A: Adapter>(state: HttpState, socketio: SocketIoLayer<A>) -> Route
                 state.app.clone(),
                 middleware::origin_guard,
             ))
+            .layer(axum::middleware::from_fn_with_state(
+                state.app.clone(),
+                middleware::refuse_new_sessions_while_draining,
+            ))
             .layer(socketio),
     )
 }

@@ -16,6 +16,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
+use socketioxide::operators::BroadcastOperators;
 
 /// A broadcast did not reach the adapter (for example Redis is down).
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,18 @@ pub trait Broadcast: Send + Sync + 'static {
 /// Shared, type-erased realtime handle.
 pub type Realtime = Arc<dyn Broadcast>;
 
+/// Operators for `room` in the `/` namespace, or an error once the server has been closed by
+/// a drain (`SocketIo::to` would panic then, and a coalesced presence event or a late
+/// message can still be on its way).
+pub fn in_room<A: Adapter>(
+    io: &SocketIo<A>,
+    room: String,
+) -> Result<BroadcastOperators<A>, BroadcastFailed> {
+    io.of("/")
+        .map(|ns| ns.to(room))
+        .ok_or_else(|| BroadcastFailed("the Socket.IO server is closed".to_owned()))
+}
+
 /// The `Broadcast` implementation over a Socket.IO server with adapter `A`.
 pub struct SocketIoBroadcast<A: Adapter>(pub SocketIo<A>);
 
@@ -62,7 +75,7 @@ impl<A: Adapter> Broadcast for SocketIoBroadcast<A> {
     ) -> BoxFuture<'static, Result<(), BroadcastFailed>> {
         let io = self.0.clone();
         Box::pin(async move {
-            io.to(room)
+            in_room(&io, room)?
                 .emit(event, &data)
                 .await
                 .map_err(|e| BroadcastFailed(e.to_string()))
@@ -77,7 +90,7 @@ impl<A: Adapter> Broadcast for SocketIoBroadcast<A> {
     ) -> BoxFuture<'static, Result<(), BroadcastFailed>> {
         let io = self.0.clone();
         Box::pin(async move {
-            io.to(room)
+            in_room(&io, room)?
                 .emit(event, &data)
                 .await
                 .map_err(|e| BroadcastFailed(e.to_string()))
@@ -87,7 +100,7 @@ impl<A: Adapter> Broadcast for SocketIoBroadcast<A> {
     fn disconnect_room(&self, room: String) -> BoxFuture<'static, Result<(), BroadcastFailed>> {
         let io = self.0.clone();
         Box::pin(async move {
-            io.to(room)
+            in_room(&io, room)?
                 .disconnect()
                 .await
                 .map_err(|e| BroadcastFailed(e.to_string()))

@@ -31,7 +31,10 @@ pub enum ConnectRefused {
     Unavailable,
 }
 
-/// Connect middleware: only sockets with a logged-in session get through.
+/// Connect middleware: only sockets with a logged-in session get through, and those are
+/// wired up here, before socketioxide acknowledges the CONNECT. (The connect handler runs as a
+/// separate task after the acknowledgement, so handlers registered there could miss the
+/// client's first events.)
 pub async fn authenticate<A: Adapter>(
     socket: SocketRef<A>,
     State(app): State<AppState>,
@@ -50,29 +53,23 @@ pub async fn authenticate<A: Adapter>(
         .and_then(|r| r.data.get(SESSION_USER_KEY).cloned())
         .and_then(|v| serde_json::from_value::<SessionUser>(v).ok())
         .ok_or(ConnectRefused::Unauthorized)?;
-    socket
-        .extensions
-        .insert(Arc::new(SocketContext::new(user.user, session_room(&id))));
-    Ok(())
-}
-
-/// Connect handler: runs after `authenticate` succeeded.
-pub async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(app): State<AppState>) {
-    let Some(ctx) = socket.extensions.get::<Arc<SocketContext>>() else {
-        // Unreachable while `authenticate` guards the namespace; refuse rather than panic.
-        let _ = socket.disconnect();
-        return;
-    };
+    let ctx = Arc::new(SocketContext::new(user.user, session_room(&id)));
+    socket.extensions.insert(ctx.clone());
     socket.join([ctx.user.id.room(), ctx.session_room.clone()]);
-    app.metrics.sockets_connected.inc();
-    tracing::debug!(user_id = %ctx.user.id, sid = %socket.id, transport = ?socket.transport_type(), "socket connected");
-
     socket.on("join", events::join::<A>);
     socket.on("leave", events::leave::<A>);
     socket.on("message", events::message::<A>);
     socket.on("typing", events::typing::<A>);
     socket.on_fallback(events::unknown::<A>);
     socket.on_disconnect(on_disconnect::<A>);
+    Ok(())
+}
+
+/// Connect handler: the socket is wired already; this only records the connection.
+pub async fn on_connect<A: Adapter>(socket: SocketRef<A>) {
+    if let Some(ctx) = socket.extensions.get::<Arc<SocketContext>>() {
+        tracing::debug!(user_id = %ctx.user.id, sid = %socket.id, transport = ?socket.transport_type(), "socket connected");
+    }
 }
 
 /// Releases presence for every room the socket was in.
@@ -82,7 +79,6 @@ async fn on_disconnect<A: Adapter>(
     State(app): State<AppState>,
     reason: DisconnectReason,
 ) {
-    app.metrics.sockets_connected.dec();
     let Some(ctx) = socket.extensions.get::<Arc<SocketContext>>() else {
         return;
     };

@@ -14,7 +14,7 @@ use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, Event, SocketRef, State, TryData};
 
 use super::ack::{AckError, reply};
-use super::broadcast::{Realtime, SocketIoBroadcast};
+use super::broadcast::{Realtime, SocketIoBroadcast, in_room};
 use super::context::{Ctx, Ordered};
 use crate::domain::{MessageText, RoomName};
 use crate::error_code::ErrorCode;
@@ -142,11 +142,14 @@ pub async fn message<A: Adapter>(
             .inspect_err(|_| {
                 app.metrics.database_errors.inc();
             })?;
-        if let Err(err) = io
-            .to(room.as_str().to_owned())
-            .emit("message", &stored)
-            .await
-        {
+        let delivered = match in_room(&io, room.as_str().to_owned()) {
+            Ok(room_ops) => room_ops
+                .emit("message", &stored)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(closed) => Err(closed.to_string()),
+        };
+        if let Err(err) = delivered {
             // Stored but not delivered live: history still has it, so the ack stays positive.
             tracing::warn!(room = %room, id = stored.id, error = %err, "message broadcast failed");
         } else {

@@ -2,6 +2,7 @@
 //! (`RoomcastProcess`), each with its own temporary SQLite database, torn down on drop.
 
 pub mod process;
+pub mod services;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
