@@ -4,13 +4,14 @@
 //! - Messages: GCRA (the token bucket's continuous form) in one Lua script per check. The
 //!   key `roomcast:rate:msg:<user>` holds the theoretical arrival time in ms; Redis' own clock
 //!   (`TIME`) is used so instances with skewed clocks agree.
-//! - Logins: fixed windows, `roomcast:login:fail:<key>` counted with INCR and expiring with
+//! - Logins: fixed windows, `roomcast:login:fail:<hash of username or address>` counted with INCR and expiring with
 //!   the window; a key at the limit blocks until it expires.
 
 use std::time::Duration;
 
 use fred::prelude::*;
 use fred::types::scripts::Script;
+use sha2::{Digest, Sha256};
 
 use super::redis::{Redis, RedisError};
 use crate::domain::UserId;
@@ -69,8 +70,10 @@ pub struct RedisLoginThrottle {
     window: Duration,
 }
 
+/// Keys are hashed: a username is something a user typed and must not sit in Redis in clear.
 fn login_key(key: &str) -> String {
-    format!("roomcast:login:fail:{key}")
+    let digest = Sha256::digest(format!("roomcast/login-throttle\0{key}").as_bytes());
+    format!("roomcast:login:fail:{}", hex::encode(&digest[..16]))
 }
 
 impl RedisLoginThrottle {

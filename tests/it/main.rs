@@ -6,6 +6,8 @@ mod harness;
 mod admin;
 mod analytics;
 mod auth;
+mod cluster;
+mod faults;
 mod health;
 mod http_errors;
 mod identity;

@@ -79,6 +79,25 @@ impl RoomcastProcess {
         process
     }
 
+    /// Waits until `/health/ready` answers 200.
+    pub async fn wait_ready(&self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Ok(res) = reqwest::get(format!("{}/health/ready", self.base)).await {
+                if res.status() == 200 {
+                    return;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} not ready within {timeout:?}; output:\n{}",
+                self.base,
+                self.output()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Everything the process printed so far.
     pub fn output(&self) -> String {
         self.lines.lock().expect("lines").join("\n")

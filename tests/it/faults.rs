@@ -1,0 +1,188 @@
+//! Outages of Redis and PostgreSQL, injected for real: the instances fail fast while a
+//! dependency is down and recover, without restarts, when it returns.
+
+use std::time::Duration;
+
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+
+use crate::harness::PASSWORD;
+use crate::harness::cluster::TestCluster;
+
+/// A client whose every request gives up after 10 s: a hang fails the test instead of
+/// stalling it.
+fn impatient() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+async fn ready(base: &str) -> (StatusCode, Value) {
+    let res = impatient()
+        .get(format!("{base}/health/ready"))
+        .send()
+        .await
+        .expect("readiness answers");
+    let status = res.status();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+async fn wait_ready(base: &str, expected: StatusCode, within: Duration) -> Value {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let (status, body) = ready(base).await;
+        if status == expected {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{base}: readiness stayed {status} (wanted {expected}): {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn failing(body: &Value) -> Vec<String> {
+    body["failing"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Runs the socket.io-client probe: a message sent on the first URL must reach the second.
+async fn crosstalk(urls: &str) -> Result<String, String> {
+    let output = tokio::process::Command::new("node")
+        .arg("cluster/crosstalk.mjs")
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js"))
+        .env("ROOMCAST_URLS", urls)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), output)
+        .await
+        .map_err(|_| "probe hung".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if output.status.success() {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
+
+#[tokio::test]
+async fn a_redis_restart_fails_fast_then_recovers_broadcasts_without_restarting_instances() {
+    let mut cluster = TestCluster::start(2).await;
+    let urls = cluster.urls();
+    crosstalk(&urls)
+        .await
+        .expect("broadcasts cross instances before the outage");
+
+    let client = Client::builder()
+        .cookie_store(true)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let body = json!({"username": crate::harness::username(), "password": PASSWORD});
+    client
+        .post(format!("{}/api/auth/register", cluster.url(0)))
+        .json(&body)
+        .send()
+        .await
+        .expect("register");
+    client
+        .post(format!("{}/api/auth/login", cluster.url(0)))
+        .json(&body)
+        .send()
+        .await
+        .expect("login");
+
+    cluster.redis.stop().await;
+    for i in 0..2 {
+        let live = impatient()
+            .get(format!("{}/health/live", cluster.url(i)))
+            .send()
+            .await
+            .expect("live");
+        assert_eq!(
+            live.status(),
+            StatusCode::OK,
+            "liveness does not depend on Redis"
+        );
+        let body = wait_ready(
+            cluster.url(i),
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(10),
+        )
+        .await;
+        assert!(
+            failing(&body).contains(&"redis".to_owned()),
+            "readiness names redis: {body}"
+        );
+    }
+    let res = client
+        .get(format!("{}/api/me", cluster.url(1)))
+        .send()
+        .await
+        .expect("me answers, no hang");
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let error: Value = res.json().await.expect("JSON error body");
+    assert_eq!(error["error"]["code"], "unavailable");
+
+    cluster.redis.restart().await;
+    for i in 0..2 {
+        wait_ready(cluster.url(i), StatusCode::OK, Duration::from_secs(20)).await;
+    }
+    let report = crosstalk(&urls).await;
+    assert!(
+        report.is_ok(),
+        "broadcasts must cross instances again after Redis returns: {report:?}\n--- web-1 ---\n{}",
+        cluster.instances[0].output()
+    );
+}
+
+#[tokio::test]
+async fn a_database_outage_turns_readiness_off_and_writes_into_503_until_it_returns() {
+    let mut cluster = TestCluster::start(1).await;
+    let base = cluster.url(0).to_owned();
+    cluster.postgres.stop().await;
+    let body = wait_ready(
+        &base,
+        StatusCode::SERVICE_UNAVAILABLE,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(
+        failing(&body).contains(&"database".to_owned()),
+        "readiness names the database: {body}"
+    );
+    let res = impatient()
+        .post(format!("{base}/api/auth/register"))
+        .json(&json!({"username": crate::harness::username(), "password": PASSWORD}))
+        .send()
+        .await
+        .expect("register answers, no hang");
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    cluster.postgres.start_again().await;
+    wait_ready(&base, StatusCode::OK, Duration::from_secs(30)).await;
+    let res = impatient()
+        .post(format!("{base}/api/auth/register"))
+        .json(&json!({"username": crate::harness::username(), "password": PASSWORD}))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(
+        res.status(),
+        StatusCode::CREATED,
+        "writes work again once the database is back"
+    );
+}

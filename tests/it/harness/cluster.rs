@@ -1,0 +1,123 @@
+//! A cluster as users deploy it: one real Redis, one real PostgreSQL, and N roomcast
+//! processes (`web-1` … `web-N`) sharing them, each restartable with a changed environment.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+
+use super::process::RoomcastProcess;
+use super::services::{Postgres, RedisServer};
+
+/// Secret every instance signs cookies with.
+pub const CLUSTER_SECRET: &str = "cluster-test-session-secret-0123456789";
+
+/// A fresh random session encryption key, base64.
+pub fn new_key() -> String {
+    use rand::RngCore;
+    let mut key = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut key);
+    base64::engine::general_purpose::STANDARD.encode(key)
+}
+
+/// Redis + PostgreSQL + N instances.
+pub struct TestCluster {
+    /// The shared Redis.
+    pub redis: RedisServer,
+    /// The shared database.
+    pub postgres: Postgres,
+    /// The instances, `web-1` first.
+    pub instances: Vec<RoomcastProcess>,
+    /// The current `SESSION_ENCRYPTION_KEY`.
+    pub key: String,
+}
+
+impl TestCluster {
+    /// Starts the services and `n` instances.
+    pub async fn start(n: usize) -> Self {
+        let redis = RedisServer::start().await;
+        let postgres = Postgres::start().await;
+        let key = new_key();
+        let mut cluster = Self {
+            redis,
+            postgres,
+            instances: Vec::new(),
+            key,
+        };
+        for i in 0..n {
+            let process = cluster.spawn(i, &[]).await;
+            cluster.instances.push(process);
+        }
+        cluster
+    }
+
+    /// Environment of instance `i` (0-based) plus `extra`.
+    fn env(&self, i: usize, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("INSTANCE_ID".to_owned(), format!("web-{}", i + 1)),
+            ("REDIS_URL".to_owned(), self.redis.url()),
+            ("DATABASE_URL".to_owned(), self.postgres.url()),
+            ("SESSION_SECRET".to_owned(), CLUSTER_SECRET.to_owned()),
+            ("SESSION_ENCRYPTION_KEY".to_owned(), self.key.clone()),
+            ("SHUTDOWN_TIMEOUT_SECS".to_owned(), "10".to_owned()),
+        ];
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        env
+    }
+
+    async fn spawn(&self, i: usize, extra: &[(&str, &str)]) -> RoomcastProcess {
+        let env = self.env(i, extra);
+        let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let process = RoomcastProcess::start(&pairs).await;
+        process.wait_ready(Duration::from_secs(20)).await;
+        process
+    }
+
+    /// Base URL of instance `i`.
+    pub fn url(&self, i: usize) -> &str {
+        &self.instances[i].base
+    }
+
+    /// All base URLs, comma-separated.
+    pub fn urls(&self) -> String {
+        self.instances
+            .iter()
+            .map(|p| p.base.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Stops instance `i` with SIGTERM and starts it again with `extra` environment.
+    pub async fn restart(&mut self, i: usize, extra: &[(&str, &str)]) {
+        self.instances[i].signal("TERM");
+        let code = self.instances[i].wait_exit(Duration::from_secs(20)).await;
+        assert_eq!(code, Some(0), "web-{} should drain and exit 0", i + 1);
+        let process = self.spawn(i, extra).await;
+        self.instances[i] = process;
+    }
+
+    /// Every key in Redis with its type and value, for leak checks.
+    pub fn dump_redis(&self) -> Vec<(String, String)> {
+        let keys = self.redis.command(&["--scan"]);
+        keys.lines()
+            .filter(|k| !k.is_empty())
+            .map(|key| {
+                let kind = self.redis.command(&["TYPE", key]);
+                let value = match kind.trim() {
+                    "string" => self.redis.command(&["GET", key]),
+                    "hash" => self.redis.command(&["HGETALL", key]),
+                    "set" => self.redis.command(&["SMEMBERS", key]),
+                    "zset" => self
+                        .redis
+                        .command(&["ZRANGE", key, "0", "-1", "WITHSCORES"]),
+                    "list" => self.redis.command(&["LRANGE", key, "0", "-1"]),
+                    other => format!("<{other}>"),
+                };
+                (key.to_owned(), value)
+            })
+            .collect()
+    }
+}
