@@ -85,26 +85,30 @@ impl RedisPresence {
 
     /// One more socket of `user` in `room`.
     pub async fn join(&self, room: &RoomName, user: UserId) -> Result<PresenceChange, RedisError> {
-        let (sockets, members): (i64, i64) = Script::from_lua(JOIN)
-            .evalsha_with_reload(
-                self.redis.client(),
-                vec![
-                    room_key(room.as_str()),
-                    instance_key(&self.instance),
-                    ROOMS_KEY.to_owned(),
-                ],
-                vec![user.to_string(), format!("{room}|{user}"), room.to_string()],
-            )
-            .await?;
+        let (sockets, members) = self.count(JOIN, room, user).await?;
         Ok(PresenceChange {
-            members: usize::try_from(members).unwrap_or(0),
+            members,
             changed: sockets == 1,
         })
     }
 
     /// One socket of `user` left `room`.
     pub async fn leave(&self, room: &RoomName, user: UserId) -> Result<PresenceChange, RedisError> {
-        let (sockets, members): (i64, i64) = Script::from_lua(LEAVE)
+        let (sockets, members) = self.count(LEAVE, room, user).await?;
+        Ok(PresenceChange {
+            members,
+            changed: sockets <= 0,
+        })
+    }
+
+    /// Runs a join/leave script: returns the user's sockets in the room and the member count.
+    async fn count(
+        &self,
+        script: &'static str,
+        room: &RoomName,
+        user: UserId,
+    ) -> Result<(i64, usize), RedisError> {
+        let (sockets, members): (i64, i64) = Script::from_lua(script)
             .evalsha_with_reload(
                 self.redis.client(),
                 vec![
@@ -115,10 +119,7 @@ impl RedisPresence {
                 vec![user.to_string(), format!("{room}|{user}"), room.to_string()],
             )
             .await?;
-        Ok(PresenceChange {
-            members: usize::try_from(members).unwrap_or(0),
-            changed: sockets <= 0,
-        })
+        Ok((sockets, usize::try_from(members).unwrap_or(0)))
     }
 
     /// Distinct users in `room`, cluster-wide.

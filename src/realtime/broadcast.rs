@@ -31,7 +31,9 @@ pub trait Broadcast: Send + Sync + 'static {
         room: String,
         event: &'static str,
         data: Value,
-    ) -> BoxFuture<'static, Result<(), BroadcastFailed>>;
+    ) -> BoxFuture<'static, Result<(), BroadcastFailed>> {
+        self.emit_named(room, event.to_owned(), data)
+    }
     /// Emits an event whose name is only known at run time (admin emits).
     fn emit_named(
         &self,
@@ -67,21 +69,6 @@ pub fn in_room<A: Adapter>(
 pub struct SocketIoBroadcast<A: Adapter>(pub SocketIo<A>);
 
 impl<A: Adapter> Broadcast for SocketIoBroadcast<A> {
-    fn emit(
-        &self,
-        room: String,
-        event: &'static str,
-        data: Value,
-    ) -> BoxFuture<'static, Result<(), BroadcastFailed>> {
-        let io = self.0.clone();
-        Box::pin(async move {
-            in_room(&io, room)?
-                .emit(event, &data)
-                .await
-                .map_err(|e| BroadcastFailed(e.to_string()))
-        })
-    }
-
     fn emit_named(
         &self,
         room: String,

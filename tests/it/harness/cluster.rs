@@ -29,12 +29,18 @@ pub struct TestCluster {
     pub instances: Vec<RoomcastProcess>,
     /// The current `SESSION_ENCRYPTION_KEY`.
     pub key: String,
+    /// `REDIS_URL` for the instances when not the server's own (an ACL user, say).
+    pub redis_url: Option<String>,
 }
 
 impl TestCluster {
     /// Starts the services and `n` instances.
     pub async fn start(n: usize) -> Self {
-        let redis = RedisServer::start().await;
+        Self::start_with_redis(RedisServer::start().await, n).await
+    }
+
+    /// Starts PostgreSQL and `n` instances on the given Redis.
+    pub async fn start_with_redis(redis: RedisServer, n: usize) -> Self {
         let postgres = Postgres::start().await;
         let key = new_key();
         let mut cluster = Self {
@@ -42,6 +48,7 @@ impl TestCluster {
             postgres,
             instances: Vec::new(),
             key,
+            redis_url: None,
         };
         for i in 0..n {
             let process = cluster.spawn(i, &[]).await;
@@ -54,7 +61,10 @@ impl TestCluster {
     fn env(&self, i: usize, extra: &[(&str, &str)]) -> Vec<(String, String)> {
         let mut env = vec![
             ("INSTANCE_ID".to_owned(), format!("web-{}", i + 1)),
-            ("REDIS_URL".to_owned(), self.redis.url()),
+            (
+                "REDIS_URL".to_owned(),
+                self.redis_url.clone().unwrap_or_else(|| self.redis.url()),
+            ),
             ("DATABASE_URL".to_owned(), self.postgres.url()),
             ("SESSION_SECRET".to_owned(), CLUSTER_SECRET.to_owned()),
             ("SESSION_ENCRYPTION_KEY".to_owned(), self.key.clone()),
@@ -74,6 +84,12 @@ impl TestCluster {
         let process = RoomcastProcess::start(&pairs).await;
         process.wait_ready(Duration::from_secs(20)).await;
         process
+    }
+
+    /// Starts one more instance (`web-<n+1>`) with the current settings.
+    pub async fn add_instance(&mut self) {
+        let process = self.spawn(self.instances.len(), &[]).await;
+        self.instances.push(process);
     }
 
     /// Base URL of instance `i`.

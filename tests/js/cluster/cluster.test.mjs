@@ -90,7 +90,12 @@ describe('roomcast cluster', { skip: SKIP, timeout: 20 * TEST_TIMEOUT_MS }, () =
     assert.ok(ADMIN_TOKEN, 'ADMIN_TOKEN: expected the admin bearer token of the cluster, got nothing');
     // Every instance must be up and identify itself as expected before any story runs.
     for (let i = 0; i < 3; i += 1) {
-      const res = await api(URLS[i], '/health/ready');
+      let res;
+      try {
+        res = await api(URLS[i], '/health/ready');
+      } catch (err) {
+        assert.fail(`GET /health/ready on ${label(i)}: expected 200, got no answer (${err.cause?.code ?? err.message})`);
+      }
       assert.equal(res.status, 200, `GET /health/ready on ${label(i)}: expected 200, got ${res.status} ${res.text}`);
       assert.equal(res.headers.get('x-instance-id'), EXPECTED_IDS[i],
         `X-Instance-Id of ${label(i)}: expected ${show(EXPECTED_IDS[i])}, got ${show(res.headers.get('x-instance-id'))}`);
