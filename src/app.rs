@@ -30,6 +30,7 @@ use crate::cluster::presence::RedisPresence;
 use crate::cluster::redis::{Redis, RedisError};
 use crate::cluster::registry::{HEARTBEAT, Registry};
 use crate::config::Config;
+use crate::listener::{Connection, ConnectionLimits, GuardedListener};
 use crate::metrics::Metrics;
 use crate::realtime::broadcast::{Realtime, SocketIoBroadcast};
 use crate::realtime::presence::{PRESENCE_INTERVAL, Presence, PresenceNotifier, PresenceRegistry};
@@ -128,7 +129,7 @@ async fn heartbeat(state: AppState, realtime: Realtime) {
 
 /// A built, bound, not yet running server.
 pub struct App {
-    listener: TcpListener,
+    listener: GuardedListener,
     router: Router,
     state: AppState,
     realtime: Realtime,
@@ -146,6 +147,15 @@ impl App {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
+        let listener = GuardedListener::new(
+            listener,
+            ConnectionLimits {
+                max_connections: config.max_connections,
+                rate_per_ip: config.connection_rate_per_ip,
+                burst_per_ip: config.connection_burst_per_ip,
+            },
+            config.instance_id.as_str(),
+        );
 
         let sessions = match (&cluster, &config.session_encryption_key) {
             (Some(cluster), Some(key)) if config.use_redis_sessions => {
@@ -200,6 +210,7 @@ impl App {
             cluster,
             metrics: Metrics::new(),
             drain: DrainState::default(),
+            session_connections: Arc::default(),
             room_locks: RoomLocks::default(),
             started: Instant::now(),
             started_at: OffsetDateTime::now_utc(),
@@ -237,7 +248,7 @@ impl App {
 
     /// The bound address (with the real port when `PORT=0`).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        axum::serve::Listener::local_addr(&self.listener)
     }
 
     /// The shared state, for tests that inspect the database or metrics.
@@ -256,7 +267,7 @@ impl App {
             state,
             realtime,
         } = self;
-        if let Ok(addr) = listener.local_addr() {
+        if let Ok(addr) = axum::serve::Listener::local_addr(&listener) {
             tracing::info!(addr = %addr, mode = if state.config.is_cluster() { "cluster" } else { "embedded" }, "listening");
         }
         let drain = state.drain.clone();
@@ -268,7 +279,7 @@ impl App {
         let mut server = tokio::spawn(async move {
             axum::serve(
                 listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
+                router.into_make_service_with_connect_info::<Connection>(),
             )
             .with_graceful_shutdown(stop_accepting)
             .await
@@ -293,14 +304,18 @@ impl App {
         drain.begin();
 
         let socket_budget = plan.timeout / 2;
-        let sockets =
-            match tokio::time::timeout(socket_budget, realtime.drain_local(plan.notice)).await {
-                Ok(count) => count,
-                Err(_) => {
-                    tracing::warn!("closing sockets took longer than half the shutdown timeout");
-                    realtime.local_sockets()
-                }
-            };
+        let sockets = match tokio::time::timeout(
+            socket_budget,
+            realtime.drain_local(plan, state.session_connections.clone()),
+        )
+        .await
+        {
+            Ok(count) => count,
+            Err(_) => {
+                tracing::warn!("closing sockets took longer than half the shutdown timeout");
+                realtime.local_sockets()
+            }
+        };
         state.metrics.drained_sockets.inc_by(sockets as u64);
         // Only now stop accepting connections: until the transports were closed, polling
         // clients needed new connections to fetch `server:draining` and the close packet.

@@ -13,6 +13,7 @@ pub mod domain;
 pub mod error_code;
 pub mod http;
 pub mod instance;
+pub mod listener;
 pub mod metrics;
 pub mod realtime;
 pub mod session;

@@ -66,18 +66,37 @@ impl DrainState {
 pub struct DrainPlan {
     /// The whole budget.
     pub timeout: Duration,
-    /// Time between `server:draining` and closing the transports; clients are told to wait
-    /// this long plus jitter before reconnecting.
+    /// Time between `server:draining` and closing the first transports.
     pub notice: Duration,
+    /// Pause between two batches of closed transports.
+    pub batch_interval: Duration,
+    /// Time the batches may take in all: what is left of half the budget after the notice.
+    pub batch_window: Duration,
 }
+
+/// Sockets closed per batch at least; small instances drain in one step.
+pub const MIN_BATCH: usize = 100;
 
 impl DrainPlan {
     /// Splits the budget: socket work may use at most half of it.
     pub fn new(timeout: Duration) -> Self {
+        let notice = (timeout / 10).min(Duration::from_millis(500));
+        let half = timeout / 2;
         Self {
             timeout,
-            notice: (timeout / 10).min(Duration::from_millis(500)),
+            notice,
+            batch_interval: Duration::from_millis(100),
+            // Keep a tenth of the half in reserve for closing what is left at the end.
+            batch_window: half.saturating_sub(notice).mul_f64(0.9),
         }
+    }
+
+    /// Size of each batch for `sockets` sockets: at least `MIN_BATCH`, and large enough that
+    /// the batches fit in the window.
+    pub fn batch_size(&self, sockets: usize) -> usize {
+        let slots = (self.batch_window.as_millis() / self.batch_interval.as_millis().max(1)).max(1);
+        let needed = sockets.div_ceil(usize::try_from(slots).unwrap_or(usize::MAX));
+        needed.max(MIN_BATCH)
     }
 }
 
@@ -129,9 +148,20 @@ mod tests {
     }
 
     #[test]
-    fn socket_notice_is_a_small_part_of_the_budget() {
+    fn socket_work_fits_in_half_the_budget() {
         let plan = DrainPlan::new(Duration::from_secs(30));
-        assert!(plan.notice <= plan.timeout / 2);
         assert_eq!(plan.notice, Duration::from_millis(500));
+        assert!(plan.notice + plan.batch_window <= plan.timeout / 2);
+        assert_eq!(
+            plan.batch_size(50),
+            MIN_BATCH,
+            "small instances drain in one batch"
+        );
+        let big: usize = 100_000;
+        let batches = big.div_ceil(plan.batch_size(big)) as u32;
+        assert!(
+            plan.batch_interval * batches <= plan.batch_window + plan.batch_interval,
+            "{batches} batches must fit the window"
+        );
     }
 }

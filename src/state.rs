@@ -70,6 +70,8 @@ pub struct AppStateInner {
     pub metrics: Metrics,
     /// Whether a drain has begun.
     pub drain: DrainState,
+    /// Which connections each Engine.IO session used, so the drain can close them.
+    pub session_connections: Arc<crate::listener::SessionConnections>,
     /// Per-room locks that keep id order equal to broadcast order.
     pub room_locks: RoomLocks,
     /// Monotonic start, for uptime.

@@ -4,7 +4,7 @@
 //! cannot run for an anonymous caller, and one that takes `AdminAuth` cannot run without the
 //! admin token.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts};
 use axum::http::request::Parts;
@@ -15,6 +15,7 @@ use tower_sessions::Session;
 use super::error::ApiError;
 use crate::auth::{SESSION_USER_KEY, SessionUser};
 use crate::error_code::ErrorCode;
+use crate::listener::Connection;
 use crate::state::AppState;
 
 /// `axum::Json` whose rejections are rendered by `ApiError` (400/413/415 with a JSON body).
@@ -129,8 +130,10 @@ where
         }
         let peer = parts
             .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(addr)| addr.ip());
+            .get::<ConnectInfo<Connection>>()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(connection)| {
+                connection.peer.ip()
+            });
         Ok(Self(peer))
     }
 }

@@ -3,13 +3,14 @@
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use crate::error_code::ErrorCode;
+use crate::listener::Connection;
 use crate::metrics::{HttpLabels, RouteLabels};
 use crate::state::AppState;
 
@@ -154,6 +155,26 @@ pub async fn refuse_new_sessions_while_draining(
         )
         .with_retry_after(std::time::Duration::from_secs(1))
         .into_response();
+    }
+    next.run(request).await
+}
+
+/// Records which connection each Engine.IO session's requests arrive on, so that the drain
+/// can close exactly that session's transports.
+pub async fn track_engine_sessions(
+    State(app): State<AppState>,
+    request: Request<Body>,
+    next: Next,
+) -> Response {
+    if request.uri().path().starts_with("/socket.io") {
+        let sid = request
+            .uri()
+            .query()
+            .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("sid=")));
+        let connection = request.extensions().get::<ConnectInfo<Connection>>();
+        if let (Some(sid), Some(ConnectInfo(connection))) = (sid, connection) {
+            app.session_connections.record(sid, connection);
+        }
     }
     next.run(request).await
 }

@@ -102,6 +102,10 @@ pub fn router<A: Adapter>(state: HttpState, socketio: SocketIoLayer<A>) -> Route
                 state.app.clone(),
                 middleware::refuse_new_sessions_while_draining,
             ))
+            .layer(axum::middleware::from_fn_with_state(
+                state.app.clone(),
+                middleware::track_engine_sessions,
+            ))
             .layer(socketio),
     )
 }

@@ -7,7 +7,12 @@
 //! sockets on every instance.
 
 use std::sync::Arc;
-use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use socketioxide::extract::SocketRef;
+
+use crate::listener::{Connection, SessionConnections};
+use crate::shutdown::DrainPlan;
 
 use rand::Rng;
 use serde_json::json;
@@ -45,9 +50,27 @@ pub trait Broadcast: Send + Sync + 'static {
     fn disconnect_room(&self, room: String) -> BoxFuture<'static, Result<(), BroadcastFailed>>;
     /// Sockets connected to this instance.
     fn local_sockets(&self) -> usize;
-    /// Drain step: tells every local socket `server:draining`, waits `notice`, then closes
-    /// every local transport so clients reconnect elsewhere. Returns the number of sockets.
-    fn drain_local(&self, notice: Duration) -> BoxFuture<'static, usize>;
+    /// Drain step: tells every local socket `server:draining`, waits the plan's notice, then
+    /// closes the local transports in batches (see `shutdown`) and finally closes the server.
+    /// Returns the number of sockets drained.
+    fn drain_local(
+        &self,
+        plan: DrainPlan,
+        connections: Arc<SessionConnections>,
+    ) -> BoxFuture<'static, usize>;
+}
+
+/// Closes the transport of one socket: the connection it was opened on and every connection
+/// its Engine.IO session has used since.
+fn close_transport<A: Adapter>(socket: &SocketRef<A>, connections: &SessionConnections) {
+    if let Some(ConnectInfo(connection)) = socket
+        .req_parts()
+        .extensions
+        .get::<ConnectInfo<Connection>>()
+    {
+        connection.kill.trip();
+    }
+    connections.close(&socket.id.to_string());
 }
 
 /// Shared, type-erased realtime handle.
@@ -98,21 +121,42 @@ impl<A: Adapter> Broadcast for SocketIoBroadcast<A> {
         self.0.sockets().len()
     }
 
-    fn drain_local(&self, notice: Duration) -> BoxFuture<'static, usize> {
+    fn drain_local(
+        &self,
+        plan: DrainPlan,
+        connections: Arc<SessionConnections>,
+    ) -> BoxFuture<'static, usize> {
         let io = self.0.clone();
         Box::pin(async move {
             let sockets = io.sockets();
-            let notice_ms = u64::try_from(notice.as_millis()).unwrap_or(u64::MAX);
-            for socket in &sockets {
-                // Jitter spreads the reconnects of a large instance over a second, so the
-                // instances that take them over do not see one spike.
-                let jitter = rand::thread_rng().gen_range(0..1000);
-                let payload = json!({"reconnect_after_ms": notice_ms + jitter});
+            let batch = plan.batch_size(sockets.len());
+            let notice_ms = u64::try_from(plan.notice.as_millis()).unwrap_or(u64::MAX);
+            let interval_ms = u64::try_from(plan.batch_interval.as_millis()).unwrap_or(u64::MAX);
+            for (i, socket) in sockets.iter().enumerate() {
+                // When this socket's batch closes, plus jitter: clients that honour the hint
+                // come back spread out instead of all at once.
+                let offset = interval_ms * (i / batch) as u64;
+                let jitter = rand::thread_rng().gen_range(0..500);
+                let payload = json!({"reconnect_after_ms": notice_ms + offset + jitter});
                 if let Err(err) = socket.emit("server:draining", &payload) {
                     tracing::debug!(sid = %socket.id, error = %err, "drain notice not delivered");
                 }
             }
-            tokio::time::sleep(notice).await;
+            tokio::time::sleep(plan.notice).await;
+            for (n, chunk) in sockets.chunks(batch).enumerate() {
+                if n > 0 {
+                    tokio::time::sleep(plan.batch_interval).await;
+                }
+                for socket in chunk {
+                    close_transport(socket, &connections);
+                }
+                tracing::debug!(
+                    batch = n + 1,
+                    sockets = chunk.len(),
+                    "closed a batch of transports"
+                );
+            }
+            // Whatever is left (a transport whose connection was not found) closes here.
             io.close().await;
             sockets.len()
         })

@@ -79,6 +79,7 @@ async fn on_disconnect<A: Adapter>(
     State(app): State<AppState>,
     reason: DisconnectReason,
 ) {
+    app.session_connections.forget(&socket.id.to_string());
     let Some(ctx) = socket.extensions.get::<Arc<SocketContext>>() else {
         return;
     };
