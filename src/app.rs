@@ -30,7 +30,7 @@ use crate::cluster::presence::RedisPresence;
 use crate::cluster::redis::{Redis, RedisError};
 use crate::cluster::registry::{HEARTBEAT, Registry};
 use crate::config::Config;
-use crate::listener::{Connection, ConnectionLimits, GuardedListener};
+use crate::listener::{ConnectionLimits, GuardedListener};
 use crate::metrics::Metrics;
 use crate::realtime::broadcast::{Realtime, SocketIoBroadcast};
 use crate::realtime::presence::{PRESENCE_INTERVAL, Presence, PresenceNotifier, PresenceRegistry};
@@ -276,13 +276,9 @@ impl App {
             let _ = stop_accepting_rx.await;
         };
         let heartbeat = tokio::spawn(heartbeat(state.clone(), realtime.clone()));
+        let header_read_timeout = state.config.header_read_timeout;
         let mut server = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<Connection>(),
-            )
-            .with_graceful_shutdown(stop_accepting)
-            .await
+            crate::server::serve(listener, router, header_read_timeout, stop_accepting).await;
         });
 
         tokio::select! {

@@ -128,6 +128,8 @@ pub struct Config {
     pub password_hash_concurrency: usize,
     /// Password hashes allowed to wait for a slot before `503` (`PASSWORD_HASH_QUEUE`).
     pub password_hash_queue: usize,
+    /// Time a client has to send a complete request head (`HEADER_READ_TIMEOUT_SECS`).
+    pub header_read_timeout: Duration,
     /// Open connections at most (`MAX_CONNECTIONS`); more are refused with `503`.
     pub max_connections: usize,
     /// New connections per second per client address (`CONNECTION_RATE_PER_IP`).
@@ -251,6 +253,7 @@ impl Config {
             socketio_max_payload: env.positive("SOCKETIO_MAX_PAYLOAD_BYTES", 64 * 1024)?,
             password_hash_concurrency: env.positive("PASSWORD_HASH_CONCURRENCY", hash_default)?,
             password_hash_queue: env.positive("PASSWORD_HASH_QUEUE", 256)?,
+            header_read_timeout: env.secs("HEADER_READ_TIMEOUT_SECS", 10)?,
             max_connections: env.positive("MAX_CONNECTIONS", 20_000)?,
             connection_rate_per_ip: env.positive("CONNECTION_RATE_PER_IP", 200)?,
             connection_burst_per_ip: env.positive("CONNECTION_BURST_PER_IP", 400)?,

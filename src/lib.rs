@@ -16,6 +16,7 @@ pub mod instance;
 pub mod listener;
 pub mod metrics;
 pub mod realtime;
+pub mod server;
 pub mod session;
 pub mod shutdown;
 pub mod state;

@@ -24,8 +24,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use axum::extract::connect_info::Connected;
-use axum::serve::IncomingStream;
 use futures::task::AtomicWaker;
 use governor::{DefaultKeyedRateLimiter, Quota};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -95,6 +93,13 @@ fn killed() -> io::Error {
         io::ErrorKind::ConnectionAborted,
         "connection closed by the drain",
     )
+}
+
+impl TrackedStream {
+    /// This connection's kill switch.
+    pub fn kill_switch(&self) -> Arc<KillSwitch> {
+        self.kill.clone()
+    }
 }
 
 impl AsyncRead for TrackedStream {
@@ -242,15 +247,6 @@ impl axum::serve::Listener for GuardedListener {
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
         self.inner.local_addr()
-    }
-}
-
-impl Connected<IncomingStream<'_, GuardedListener>> for Connection {
-    fn connect_info(stream: IncomingStream<'_, GuardedListener>) -> Self {
-        Self {
-            peer: *stream.remote_addr(),
-            kill: stream.io().kill.clone(),
-        }
     }
 }
 

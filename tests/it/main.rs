@@ -9,6 +9,7 @@ mod auth;
 mod cluster;
 mod faults;
 mod health;
+mod hostile;
 mod http_errors;
 mod identity;
 mod process;

@@ -37,16 +37,20 @@ const SERVER_ENV_KEYS = [
   'HOST', 'PORT', 'INSTANCE_ID', 'REDIS_URL', 'USE_REDIS_SESSIONS', 'SESSION_ENCRYPTION_KEY',
   'SESSION_ENCRYPTION_KEYS_OLD', 'SESSION_SECRET', 'SESSION_TTL_SECS', 'SESSION_REMEMBER_TTL_SECS',
   'DATABASE_URL', 'SHUTDOWN_TIMEOUT_SECS', 'ADMIN_TOKEN', 'LOG_FORMAT', 'RUST_LOG', 'CORS_ORIGINS',
-  'MESSAGE_RATE_PER_SEC', 'MESSAGE_RATE_BURST',
+  'MESSAGE_RATE_PER_SEC', 'MESSAGE_RATE_BURST', 'MAX_CONNECTIONS', 'CONNECTION_RATE_PER_IP',
+  'CONNECTION_BURST_PER_IP', 'HTTP_BODY_LIMIT_BYTES', 'SOCKETIO_MAX_PAYLOAD_BYTES', 'LOGIN_MAX_FAILURES',
+  'LOGIN_WINDOW_SECS',
 ];
 
 // Servers still running when the test process exits (a failed or aborted test) are killed
 // and their temp dirs removed, so nothing outlives the run.
-const runningChildren = new Map(); // child -> temp dir
+const runningChildren = new Map(); // child -> temp dir to remove, or null when the caller owns it
 process.on('exit', () => {
   for (const [child, dir] of runningChildren) {
     try { child.kill('SIGKILL'); } catch { /* already gone */ }
-    try { rmSync(dir, { recursive: true, force: true }); } catch { /* best effort */ }
+    if (dir) {
+      try { rmSync(dir, { recursive: true, force: true }); } catch { /* best effort */ }
+    }
   }
 });
 
@@ -66,9 +70,15 @@ const stripAnsi = (line) => line.replace(/\x1b\[[0-9;]*m/g, '');
 /**
  * Start a roomcast server in embedded mode on a free port with a fresh SQLite database.
  * Resolves once GET /health/ready answers 200.
+ *
+ * With `dataDir`, the server runs in that directory and keeps its SQLite database there
+ * (`<dataDir>/db.sqlite`), so a later server given the same dataDir sees the same data. The
+ * caller owns that directory: it is never removed here.
  */
-export async function startServer({ env = {} } = {}) {
-  const tmpDir = await mkdtemp(path.join(os.tmpdir(), 'roomcast-js-'));
+export async function startServer({ env = {}, dataDir } = {}) {
+  const ownsDir = !dataDir;
+  const tmpDir = dataDir ?? await mkdtemp(path.join(os.tmpdir(), 'roomcast-js-'));
+  const removeDir = () => (ownsDir ? rm(tmpDir, { recursive: true, force: true }) : Promise.resolve());
   const adminToken = `admin-${randomHex(16)}`;
   const instanceId = `js-${randomHex(4)}`;
   const baseEnv = { ...process.env };
@@ -89,7 +99,7 @@ export async function startServer({ env = {} } = {}) {
 
   const lines = [];
   const child = spawn(SERVER_BIN, [], { cwd: tmpDir, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-  runningChildren.set(child, tmpDir);
+  runningChildren.set(child, ownsDir ? tmpDir : null);
 
   let exitInfo = null;
   const exited = new Promise((resolve) => {
@@ -125,7 +135,7 @@ export async function startServer({ env = {} } = {}) {
       child.kill('SIGKILL');
       await exited;
     }
-    await rm(tmpDir, { recursive: true, force: true });
+    await removeDir();
     throw new Error(`${reason}\n--- server log (${SERVER_BIN}) ---\n${logText()}`);
   };
 
@@ -174,7 +184,7 @@ export async function startServer({ env = {} } = {}) {
           await exited;
           clearTimeout(timer);
         }
-        await rm(tmpDir, { recursive: true, force: true });
+        await removeDir();
         return exitInfo.code;
       })();
     }
@@ -186,6 +196,7 @@ export async function startServer({ env = {} } = {}) {
     adminToken,
     instanceId,
     pid: child.pid,
+    dataDir: tmpDir,
     logs,
     logText,
     panics,
