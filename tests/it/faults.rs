@@ -7,6 +7,7 @@ use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
 use crate::harness::PASSWORD;
+use crate::harness::actor::Actor;
 use crate::harness::cluster::TestCluster;
 
 /// A client whose every request gives up after 10 s: a hang fails the test instead of
@@ -185,4 +186,159 @@ async fn a_database_outage_turns_readiness_off_and_writes_into_503_until_it_retu
         StatusCode::CREATED,
         "writes work again once the database is back"
     );
+}
+
+fn ack_code(result: &Value) -> Option<&str> {
+    result["ack"]["error"]["code"].as_str()
+}
+
+#[tokio::test]
+async fn socket_actions_answer_unavailable_during_outages_and_recover_on_the_same_connection() {
+    let mut cluster = TestCluster::start(1).await;
+    let base = cluster.url(0).to_owned();
+    let mut actor = Actor::connect(&base, "websocket").await;
+    let joined = actor.run("join outage").await;
+    assert_eq!(joined["ack"]["ok"], true, "{joined}");
+    let sent = actor.run("say outage before").await;
+    assert_eq!(sent["ack"]["ok"], true, "{sent}");
+
+    cluster.redis.stop().await;
+    let refused = actor.run("say outage during-redis-outage").await;
+    assert_eq!(
+        ack_code(&refused),
+        Some("unavailable"),
+        "a message while Redis is down: {refused}"
+    );
+    cluster.redis.restart().await;
+    wait_ready(&base, StatusCode::OK, Duration::from_secs(20)).await;
+    let sent = actor.run("say outage after-redis").await;
+    assert_eq!(
+        sent["ack"]["ok"], true,
+        "the same socket works again once Redis is back: {sent}"
+    );
+
+    cluster.postgres.stop().await;
+    let refused = actor.run("say outage during-database-outage").await;
+    assert_eq!(
+        ack_code(&refused),
+        Some("unavailable"),
+        "a message that cannot be stored is refused: {refused}"
+    );
+    cluster.postgres.start_again().await;
+    wait_ready(&base, StatusCode::OK, Duration::from_secs(30)).await;
+    let sent = actor.run("say outage after-database").await;
+    assert_eq!(sent["ack"]["ok"], true, "{sent}");
+
+    let stored = cluster
+        .postgres
+        .psql("SELECT body FROM messages ORDER BY id")
+        .await;
+    let bodies: Vec<&str> = stored
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(
+        bodies,
+        ["before", "after-redis", "after-database"],
+        "exactly the acknowledged messages are stored"
+    );
+    actor.quit().await;
+}
+
+#[tokio::test]
+async fn a_sigkilled_instance_is_forgotten_by_presence_and_the_connection_count() {
+    let cluster = TestCluster::start(2).await;
+    let mut actor = Actor::connect(cluster.url(1), "websocket").await;
+    let joined = actor.run("join doomed").await;
+    assert_eq!(joined["ack"]["members"], 1, "{joined}");
+
+    let observer = Client::builder()
+        .cookie_store(true)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let body = json!({"username": crate::harness::username(), "password": PASSWORD});
+    observer
+        .post(format!("{}/api/auth/register", cluster.url(0)))
+        .json(&body)
+        .send()
+        .await
+        .expect("register");
+    observer
+        .post(format!("{}/api/auth/login", cluster.url(0)))
+        .json(&body)
+        .send()
+        .await
+        .expect("login");
+    let members = |rooms: &Value| {
+        rooms["rooms"]
+            .as_array()
+            .and_then(|rooms| rooms.iter().find(|r| r["name"] == "doomed"))
+            .and_then(|r| r["members"].as_u64())
+            .unwrap_or(0)
+    };
+    let rooms: Value = observer
+        .get(format!("{}/api/rooms", cluster.url(0)))
+        .send()
+        .await
+        .expect("rooms")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        members(&rooms),
+        1,
+        "web-1 sees the member on web-2: {rooms}"
+    );
+    let cluster_sockets = |health: &Value| health["connections"]["cluster"].as_u64().unwrap_or(0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let health: Value = impatient()
+            .get(format!("{}/health", cluster.url(0)))
+            .send()
+            .await
+            .expect("health")
+            .json()
+            .await
+            .expect("json");
+        if cluster_sockets(&health) >= 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "web-2's socket never showed in connections.cluster: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    cluster.instances[1].signal("KILL");
+    // The documented bound is INSTANCE_TTL + HEARTBEAT = 20 s; allow slack for a loaded machine.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
+    loop {
+        let rooms: Value = observer
+            .get(format!("{}/api/rooms", cluster.url(0)))
+            .send()
+            .await
+            .expect("rooms")
+            .json()
+            .await
+            .expect("json");
+        let health: Value = impatient()
+            .get(format!("{}/health", cluster.url(0)))
+            .send()
+            .await
+            .expect("health")
+            .json()
+            .await
+            .expect("json");
+        if members(&rooms) == 0 && cluster_sockets(&health) == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the killed instance's socket is still counted: rooms {rooms}, health {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

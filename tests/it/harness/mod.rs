@@ -1,6 +1,7 @@
 //! Test harness: roomcast in-process on port 0 (`spawn_app`) or as a real child process
 //! (`RoomcastProcess`), each with its own temporary SQLite database, torn down on drop.
 
+pub mod actor;
 pub mod cluster;
 pub mod process;
 pub mod services;
