@@ -342,3 +342,68 @@ async fn a_sigkilled_instance_is_forgotten_by_presence_and_the_connection_count(
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+#[tokio::test]
+async fn messages_acked_by_a_draining_instance_reach_the_other_instances_and_are_stored() {
+    let mut cluster = TestCluster::start(2).await;
+    let mut sender = Actor::connect(cluster.url(0), "websocket").await;
+    let mut listener = Actor::connect(cluster.url(1), "polling").await;
+    for actor in [&mut sender, &mut listener] {
+        let joined = actor.run("join handover").await;
+        assert_eq!(joined["ack"]["ok"], true, "{joined}");
+    }
+    let mut acked = Vec::new();
+    for i in 0..200 {
+        if i == 20 {
+            cluster.instances[0].signal("TERM");
+        }
+        let result = sender.run(&format!("say handover m{i}")).await;
+        match result["ack"]["id"].as_i64() {
+            Some(id) if result["ack"]["ok"] == true => acked.push(id),
+            _ => break,
+        }
+    }
+    assert!(
+        acked.len() >= 20,
+        "messages were acked before the signal: {acked:?}"
+    );
+    assert_eq!(
+        cluster.instances[0]
+            .wait_exit(Duration::from_secs(20))
+            .await,
+        Some(0),
+        "web-1 drains and exits 0"
+    );
+
+    // Every acked message reached the listener on web-2 ...
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let received = listener.run("received handover").await;
+        let ids: Vec<i64> = received["ids"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_i64).collect())
+            .unwrap_or_default();
+        let missing: Vec<_> = acked.iter().filter(|id| !ids.contains(id)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "acked messages never reached web-2: {missing:?} (received {ids:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // ... and is stored.
+    let stored = cluster
+        .postgres
+        .psql("SELECT id FROM messages WHERE room = 'handover'")
+        .await;
+    let stored: Vec<i64> = stored
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    for id in &acked {
+        assert!(stored.contains(id), "acked message {id} is not stored");
+    }
+    listener.quit().await;
+}

@@ -1,6 +1,8 @@
 // A scriptable Socket.IO user for tests that control server processes from Rust: it logs in
 // on ROOMCAST_URL, connects with the official client, then runs one command per stdin line and
-// prints one JSON line per result. Commands: `join <room>`, `say <room> <text>`, `quit`.
+// prints one JSON line per result. Commands: `join <room>`, `say <room> <text>`,
+// `received <room>` (ids of the `message` events received for the room, in arrival order),
+// `quit`.
 // It prints {"ready":true,"user":{...}} once connected.
 import readline from 'node:readline';
 import { createUser, emitAck, closeAllSockets, show } from '../harness.mjs';
@@ -13,6 +15,11 @@ try {
   const user = await createUser(url, 'actor');
   const socket = await user.connect(transport);
   socket.on('disconnect', (reason) => print({ disconnected: reason }));
+  const received = new Map();
+  socket.on('message', (message) => {
+    if (!received.has(message.room)) received.set(message.room, []);
+    received.get(message.room).push(message.id);
+  });
   print({ ready: true, user: { id: user.id, username: user.username } });
   const lines = readline.createInterface({ input: process.stdin });
   for await (const line of lines) {
@@ -21,6 +28,7 @@ try {
     try {
       if (command === 'join') print({ command, ack: await emitAck(socket, 'join', { room }, 10_000) });
       else if (command === 'say') print({ command, ack: await emitAck(socket, 'message', { room, text: rest.join(' ') }, 10_000) });
+      else if (command === 'received') print({ command, ids: received.get(room) || [] });
       else print({ command, error: 'unknown command' });
     } catch (err) {
       print({ command, error: String(err && err.message ? err.message : err) });
