@@ -9,37 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::harness::cluster::{TestCluster, new_key};
 use crate::harness::services::RedisServer;
-use crate::harness::{PASSWORD, browser, username};
-
-/// Registers and logs in through `base`; returns the session cookie (`roomcast.sid=…`).
-async fn register_and_login(client: &Client, base: &str, name: &str) -> String {
-    let body = json!({"username": name, "password": PASSWORD});
-    let res = client
-        .post(format!("{base}/api/auth/register"))
-        .json(&body)
-        .send()
-        .await
-        .expect("register");
-    assert_eq!(res.status(), StatusCode::CREATED);
-    let res = client
-        .post(format!("{base}/api/auth/login"))
-        .json(&body)
-        .send()
-        .await
-        .expect("login");
-    assert_eq!(res.status(), StatusCode::OK);
-    res.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| {
-            v.split(';')
-                .next()
-                .filter(|c| c.starts_with("roomcast.sid="))
-        })
-        .expect("session cookie")
-        .to_owned()
-}
+use crate::harness::{PASSWORD, browser, register_and_login, username};
 
 async fn me(client: &Client, base: &str) -> (StatusCode, Option<String>, Value) {
     let res = client

@@ -6,9 +6,9 @@ use std::time::Duration;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
-use crate::harness::PASSWORD;
 use crate::harness::actor::Actor;
 use crate::harness::cluster::TestCluster;
+use crate::harness::{PASSWORD, browser, register_and_login};
 
 /// A client whose every request gives up after 10 s: a hang fails the test instead of
 /// stalling it.
@@ -87,24 +87,8 @@ async fn a_redis_restart_fails_fast_then_recovers_broadcasts_without_restarting_
         .await
         .expect("broadcasts cross instances before the outage");
 
-    let client = Client::builder()
-        .cookie_store(true)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
-    let body = json!({"username": crate::harness::username(), "password": PASSWORD});
-    client
-        .post(format!("{}/api/auth/register", cluster.url(0)))
-        .json(&body)
-        .send()
-        .await
-        .expect("register");
-    client
-        .post(format!("{}/api/auth/login", cluster.url(0)))
-        .json(&body)
-        .send()
-        .await
-        .expect("login");
+    let client = browser();
+    register_and_login(&client, cluster.url(0), &crate::harness::username()).await;
 
     cluster.redis.stop().await;
     for i in 0..2 {
@@ -253,24 +237,8 @@ async fn a_sigkilled_instance_is_forgotten_by_presence_and_the_connection_count(
     let joined = actor.run("join doomed").await;
     assert_eq!(joined["ack"]["members"], 1, "{joined}");
 
-    let observer = Client::builder()
-        .cookie_store(true)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
-    let body = json!({"username": crate::harness::username(), "password": PASSWORD});
-    observer
-        .post(format!("{}/api/auth/register", cluster.url(0)))
-        .json(&body)
-        .send()
-        .await
-        .expect("register");
-    observer
-        .post(format!("{}/api/auth/login", cluster.url(0)))
-        .json(&body)
-        .send()
-        .await
-        .expect("login");
+    let observer = browser();
+    register_and_login(&observer, cluster.url(0), &crate::harness::username()).await;
     let members = |rooms: &Value| {
         rooms["rooms"]
             .as_array()

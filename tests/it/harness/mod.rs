@@ -66,9 +66,41 @@ fn uuid_fragment() -> String {
 pub fn browser() -> Client {
     Client::builder()
         .cookie_store(true)
+        // A hang fails the test instead of stalling it.
+        .timeout(std::time::Duration::from_secs(30))
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("http client")
+}
+
+/// Registers and logs in through `base`; returns the session cookie (`roomcast.sid=…`).
+pub async fn register_and_login(client: &Client, base: &str, name: &str) -> String {
+    let body = json!({"username": name, "password": PASSWORD});
+    let res = client
+        .post(format!("{base}/api/auth/register"))
+        .json(&body)
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let res = client
+        .post(format!("{base}/api/auth/login"))
+        .json(&body)
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(res.status(), StatusCode::OK);
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            v.split(';')
+                .next()
+                .filter(|c| c.starts_with("roomcast.sid="))
+        })
+        .expect("session cookie")
+        .to_owned()
 }
 
 /// Starts an app with the base environment plus `overrides`.
