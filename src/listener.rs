@@ -250,11 +250,13 @@ impl axum::serve::Listener for GuardedListener {
     }
 }
 
-/// Which connections each Engine.IO session has used, so the drain can close exactly the
-/// transports of one socket. Entries are dropped when the session's socket is closed.
+/// The WebSocket connections of each Engine.IO session, so the drain can close exactly the
+/// transport of one socket, and the long-polling sessions the drain is closing. Entries are
+/// dropped when the session's socket is closed.
 #[derive(Debug, Default)]
 pub struct SessionConnections {
     sessions: Mutex<HashMap<String, Vec<std::sync::Weak<KillSwitch>>>>,
+    closing: Mutex<HashSet<String>>,
 }
 
 impl SessionConnections {
@@ -290,9 +292,29 @@ impl SessionConnections {
         closed
     }
 
+    /// Marks a long-polling session as closing: its next poll gets the close packet.
+    pub fn mark_closing(&self, sid: &str) {
+        self.closing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(sid.to_owned());
+    }
+
+    /// Whether the drain is closing this long-polling session.
+    pub fn is_closing(&self, sid: &str) -> bool {
+        self.closing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(sid)
+    }
+
     /// Forgets a session (its socket closed normally).
     pub fn forget(&self, sid: &str) {
         self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(sid);
+        self.closing
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(sid);

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use axum::extract::ConnectInfo;
+use socketioxide::TransportType;
 use socketioxide::extract::SocketRef;
 
 use crate::listener::{Connection, SessionConnections};
@@ -60,17 +61,48 @@ pub trait Broadcast: Send + Sync + 'static {
     ) -> BoxFuture<'static, usize>;
 }
 
-/// Closes the transport of one socket: the connection it was opened on and every connection
-/// its Engine.IO session has used since.
-fn close_transport<A: Adapter>(socket: &SocketRef<A>, connections: &SessionConnections) {
-    if let Some(ConnectInfo(connection)) = socket
-        .req_parts()
-        .extensions
-        .get::<ConnectInfo<Connection>>()
-    {
-        connection.kill.trip();
+/// Whether the drain tells this socket ahead of closing it. WebSocket clients get the notice
+/// first; a long-polling client gets it together with its close (see `close_transport`).
+fn notified_ahead<A: Adapter>(socket: &SocketRef<A>) -> bool {
+    socket.transport_type() == TransportType::Websocket
+}
+
+/// Closes the transport of one socket so that its client reconnects by itself.
+///
+/// - WebSocket: the upgraded connection is the client's alone (also through a proxy), so it
+///   is cut with its kill switch.
+/// - Long-polling: connections may be shared with other clients (proxies pool their upstream
+///   connections), so none is cut. The session is marked as closing and gets its
+///   `server:draining` notice now, which answers its pending poll; its next poll is answered
+///   with the Engine.IO close packet by `http::middleware::track_engine_sessions`.
+fn close_transport<A: Adapter>(
+    socket: &SocketRef<A>,
+    connections: &SessionConnections,
+    notice: &Value,
+) {
+    let sid = socket.id.to_string();
+    if notified_ahead(socket) {
+        let upgraded_here = socket
+            .req_parts()
+            .uri
+            .query()
+            .is_some_and(|q| q.contains("transport=websocket"));
+        if upgraded_here {
+            if let Some(ConnectInfo(connection)) = socket
+                .req_parts()
+                .extensions
+                .get::<ConnectInfo<Connection>>()
+            {
+                connection.kill.trip();
+            }
+        }
+        connections.close(&sid);
+    } else {
+        connections.mark_closing(&sid);
+        if let Err(err) = socket.emit("server:draining", notice) {
+            tracing::debug!(sid = %socket.id, error = %err, "drain notice not delivered");
+        }
     }
-    connections.close(&socket.id.to_string());
 }
 
 /// Shared, type-erased realtime handle.
@@ -132,23 +164,31 @@ impl<A: Adapter> Broadcast for SocketIoBroadcast<A> {
             let batch = plan.batch_size(sockets.len());
             let notice_ms = u64::try_from(plan.notice.as_millis()).unwrap_or(u64::MAX);
             let interval_ms = u64::try_from(plan.batch_interval.as_millis()).unwrap_or(u64::MAX);
-            for (i, socket) in sockets.iter().enumerate() {
-                // When this socket's batch closes, plus jitter: clients that honour the hint
-                // come back spread out instead of all at once.
-                let offset = interval_ms * (i / batch) as u64;
-                let jitter = rand::thread_rng().gen_range(0..500);
-                let payload = json!({"reconnect_after_ms": notice_ms + offset + jitter});
-                if let Err(err) = socket.emit("server:draining", &payload) {
-                    tracing::debug!(sid = %socket.id, error = %err, "drain notice not delivered");
+            // When each socket's batch closes, plus jitter: clients that honour the hint come
+            // back spread out instead of all at once.
+            let notices: Vec<Value> = (0..sockets.len())
+                .map(|i| {
+                    let offset = interval_ms * (i / batch) as u64;
+                    let jitter = rand::thread_rng().gen_range(0..500);
+                    json!({"reconnect_after_ms": notice_ms + offset + jitter})
+                })
+                .collect();
+            for (socket, notice) in sockets.iter().zip(&notices) {
+                if notified_ahead(socket) {
+                    if let Err(err) = socket.emit("server:draining", notice) {
+                        tracing::debug!(sid = %socket.id, error = %err, "drain notice not delivered");
+                    }
                 }
             }
             tokio::time::sleep(plan.notice).await;
-            for (n, chunk) in sockets.chunks(batch).enumerate() {
+            for (n, (chunk, chunk_notices)) in
+                sockets.chunks(batch).zip(notices.chunks(batch)).enumerate()
+            {
                 if n > 0 {
                     tokio::time::sleep(plan.batch_interval).await;
                 }
-                for socket in chunk {
-                    close_transport(socket, &connections);
+                for (socket, notice) in chunk.iter().zip(chunk_notices) {
+                    close_transport(socket, &connections, notice);
                 }
                 tracing::debug!(
                     batch = n + 1,
@@ -156,7 +196,9 @@ impl<A: Adapter> Broadcast for SocketIoBroadcast<A> {
                     "closed a batch of transports"
                 );
             }
-            // Whatever is left (a transport whose connection was not found) closes here.
+            // Give long-polling clients a moment to fetch their close packet, then close
+            // whatever is left (a transport whose connection was not found).
+            tokio::time::sleep(plan.batch_interval).await;
             io.close().await;
             sockets.len()
         })

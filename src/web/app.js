@@ -1086,7 +1086,9 @@ function renderHistoryTop(room) {
 
 function messageNode(room, msg, prev) {
   const mine = state.me && msg.user.id === state.me.id;
+  // A message from another instance starts a new group, so its "via" label stays visible.
   const cont = prev && prev.user.id === msg.user.id
+    && (prev.instance_id ?? null) === (msg.instance_id ?? null)
     && dayKey(prev.ts) === dayKey(msg.ts)
     && toDate(msg.ts) - toDate(prev.ts) < GROUP_WINDOW_MS;
   const date = toDate(msg.ts);

@@ -1,0 +1,448 @@
+// The embedded browser app in a real Chromium (playwright-core), against a cluster of two
+// roomcast instances (web-1, web-2) sharing one Redis and one SQLite file. Each browser
+// context reaches the cluster through its own small reverse proxy (./proxy.mjs) that prefers
+// one instance and falls through to the other when the preferred one refuses or answers 503,
+// the way a load balancer treats a draining instance.
+//
+// Elements are found by their accessible names, as a person (or a screen reader) finds them.
+// Screenshots go to tests/js/artifacts/ (not committed).
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { chromium } from 'playwright-core';
+import { PASSWORD, randomHex, show, startServer, uniqueName, uniqueRoom } from '../harness.mjs';
+import { startProxy } from './proxy.mjs';
+import {
+  CHROMIUM_ARGS, artifactPath, chromiumPath, openPerson, startRedis, textOf, waitUntil, within,
+} from './support.mjs';
+
+const WIDE = { width: 1280, height: 800 };
+const NARROW = { width: 375, height: 800 };
+const UI_TIMEOUT_MS = 10_000;
+const SHUTDOWN_TIMEOUT_SECS = 10;
+const XSS_TEXT = '<img src=x onerror=alert(1)>';
+
+describe('browser app on a two-instance cluster', { timeout: 240_000 }, () => {
+  let redis = null;
+  let dataDir = null;
+  let browser = null;
+  const servers = {}; // instance id -> server
+  const proxies = [];
+  const people = [];
+  // Shared by the stories below, which build on each other: A and B are set up by the first.
+  let a = null;
+  let b = null;
+  let proxyA = null;
+  let proxyB = null;
+  let room = null;
+
+  const requireChat = () => {
+    if (!a?.ready || !b?.ready) throw new Error('precondition: the first story (A and B chatting in one room) did not complete');
+  };
+
+  /** Add the tail of every server log to a failure, so a server-side cause is visible. */
+  const withLogs = async (body) => {
+    try {
+      await body();
+    } catch (err) {
+      const tails = Object.values(servers).map((s) => `--- ${s.instanceId} log (last 40 lines) ---\n${s.logs().slice(-40).join('\n')}`);
+      err.message += `\n${tails.join('\n')}`;
+      throw err;
+    }
+  };
+
+  before(async () => {
+    const executablePath = chromiumPath();
+    if (!executablePath) {
+      throw new Error('Chromium not found: set CHROMIUM_PATH, or install it (Debian: apt-get install chromium)');
+    }
+    browser = await chromium.launch({ executablePath, args: CHROMIUM_ARGS });
+    redis = await startRedis();
+    dataDir = await mkdtemp(path.join(os.tmpdir(), 'roomcast-browser-'));
+    const shared = {
+      REDIS_URL: redis.url,
+      SESSION_SECRET: randomHex(24),
+      SESSION_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+      DATABASE_URL: `sqlite://${path.join(dataDir, 'db.sqlite')}`,
+      SHUTDOWN_TIMEOUT_SECS: String(SHUTDOWN_TIMEOUT_SECS),
+      PORT: '0',
+    };
+    // One after the other: both apply migrations to the same SQLite file.
+    for (const id of ['web-1', 'web-2']) {
+      servers[id] = await startServer({ env: { ...shared, INSTANCE_ID: id }, dataDir });
+    }
+  });
+
+  after(async () => {
+    const steps = [
+      ...people.map((person) => () => person.context.close()),
+      () => browser?.close(),
+      ...proxies.map((proxy) => () => proxy.close()),
+      ...Object.values(servers).map((server) => () => server.stop()),
+      () => redis?.stop(),
+      () => dataDir && rm(dataDir, { recursive: true, force: true }),
+    ];
+    for (const step of steps) {
+      try {
+        await within(20_000, 'cleanup step', Promise.resolve(step()));
+      } catch { /* keep cleaning up */ }
+    }
+  });
+
+  /** A proxy (one per browser context) preferring `prefer`, falling back to the other instance. */
+  const proxyFor = async (prefer) => {
+    const proxy = await startProxy({
+      backends: ['web-1', 'web-2'].map((name) => ({ name, url: servers[name].url })),
+      prefer,
+    });
+    proxies.push(proxy);
+    return proxy;
+  };
+
+  const person = async (proxy, viewport, name) => {
+    const p = await openPerson(browser, proxy.url, { viewport, name });
+    people.push(p);
+    return p;
+  };
+
+  // ------------------------------------------------------------ page steps
+
+  const controls = (page) => ({
+    username: page.getByLabel('Username', { exact: true }),
+    password: page.getByLabel('Password', { exact: true }),
+    login: page.getByRole('button', { name: 'Log in', exact: true }),
+    register: page.getByRole('button', { name: 'Register', exact: true }),
+    logout: page.getByRole('button', { name: 'Log out', exact: true }),
+    room: page.getByLabel('Room', { exact: true }),
+    join: page.getByRole('button', { name: 'Join', exact: true }),
+    leave: page.getByRole('button', { name: 'Leave', exact: true }),
+    message: page.getByLabel('Message', { exact: true }),
+    send: page.getByRole('button', { name: 'Send', exact: true }),
+    analytics: page.getByRole('switch', { name: 'Share anonymous analytics' }),
+    conversation: page.getByRole('log', { name: 'Conversation' }),
+  });
+
+  const connectionState = (page) => page.locator('#status').getAttribute('data-state');
+  const servedBy = (page) => textOf(page.locator('#instance-id'));
+
+  const waitLive = (p, what = `${p.name}'s page is live`) => waitUntil(
+    () => connectionState(p.page), (state) => state === 'connected',
+    { what, expected: 'status data-state "connected"', timeoutMs: UI_TIMEOUT_MS },
+  );
+
+  /** Open the app and wait for the sign-in form. */
+  const openSignIn = async (p) => {
+    await p.page.goto('/');
+    await controls(p.page).username.waitFor({ state: 'visible' });
+  };
+
+  /** Fill the sign-in form and press `button` ("Register" registers and logs in). */
+  const submitAuth = async (p, username, button) => {
+    const c = controls(p.page);
+    await c.username.fill(username);
+    await c.password.fill(PASSWORD);
+    await c[button].click();
+    await waitUntil(
+      async () => ({ logout: await c.logout.isVisible(), error: await textOf(p.page.locator('#auth-error')) }),
+      (s) => s.logout,
+      { what: `${p.name}: ${button} as ${username}`, expected: 'the chat view with a "Log out" button', timeoutMs: UI_TIMEOUT_MS },
+    );
+    assert.equal(await textOf(p.page.locator('#account-name')), username,
+      `${p.name}: expected the account name ${username} in the top bar`);
+  };
+
+  /** Join a room by name and wait for the join ack (the header shows a member count). */
+  const joinRoom = async (p, name) => {
+    const c = controls(p.page);
+    await c.room.fill(name);
+    await c.join.click();
+    await waitUntil(
+      async () => ({ title: await textOf(p.page.locator('#room-title')), members: await textOf(p.page.locator('#room-members')) }),
+      (s) => s.title === `#${name}` && /^\d+ members? here$/.test(s.members ?? ''),
+      { what: `${p.name}: join #${name}`, expected: `room header "#${name}" with "N member(s) here"`, timeoutMs: UI_TIMEOUT_MS },
+    );
+  };
+
+  /**
+   * The message list item whose text is exactly `text` (null when absent): {text, author, via,
+   * labelShown}. `labelShown` tells whether the author/instance line of that item is on screen
+   * (a message grouped under the previous one keeps it only for screen readers).
+   */
+  const findMessage = (page, text) => page.evaluate((wanted) => {
+    const shown = (node) => {
+      if (!node) return false;
+      const r = node.getBoundingClientRect();
+      return r.width > 2 && r.height > 2 && getComputedStyle(node).visibility !== 'hidden';
+    };
+    for (const li of document.querySelectorAll('#messages li.msg')) {
+      const body = li.querySelector('.msg-text')?.textContent;
+      if (body === wanted) {
+        const meta = li.querySelector('.msg-meta');
+        const via = li.querySelector('.via');
+        return {
+          text: body,
+          author: li.querySelector('.author')?.textContent ?? null,
+          via: via?.textContent ?? null,
+          labelShown: shown(meta) && shown(via),
+        };
+      }
+    }
+    return null;
+  }, text);
+
+  /**
+   * Wait until `p` shows the message `text` by `author`, stamped "via <via>"; with
+   * `labelShown`, the author and instance label must be visible on that very message.
+   */
+  const waitForMessage = (p, { text, author, via, labelShown = false }) => waitUntil(
+    () => findMessage(p.page, text),
+    (m) => m !== null && m.author === author && m.via === `via ${via}` && (!labelShown || m.labelShown),
+    {
+      what: `${p.name} sees ${show(text)}`,
+      expected: show({ text, author, via: `via ${via}`, ...(labelShown ? { labelShown } : {}) }),
+      timeoutMs: UI_TIMEOUT_MS,
+    },
+  );
+
+  const visibleMessageTexts = (page) => page.evaluate(
+    () => [...document.querySelectorAll('#messages li.msg .msg-text')].map((node) => node.textContent),
+  );
+
+  // Finite animations (the banner sliding in) are fast-forwarded so the picture shows the end state.
+  const screenshot = (p, file) => p.page.screenshot({ path: artifactPath(file), animations: 'disabled' });
+
+  // ------------------------------------------------------------ stories
+
+  it('two people on two instances register, log in, join one room, see typing, messages and presence',
+    { timeout: 60_000 }, () => withLogs(async () => {
+      proxyA = await proxyFor('web-1');
+      proxyB = await proxyFor('web-2');
+      a = await person(proxyA, WIDE, 'A');
+      b = await person(proxyB, WIDE, 'B');
+      a.username = uniqueName('alice');
+      b.username = uniqueName('bob');
+      room = uniqueRoom('browser');
+
+      await Promise.all([openSignIn(a), openSignIn(b)]);
+      assert.equal(await servedBy(a.page), 'web-1', 'A\'s page: expected "served by web-1"');
+      assert.equal(await servedBy(b.page), 'web-2', 'B\'s page: expected "served by web-2"');
+
+      // A registers, logs out and logs in again; B registers (which logs in).
+      await Promise.all([submitAuth(a, a.username, 'register'), submitAuth(b, b.username, 'register')]);
+      await controls(a.page).logout.click();
+      await controls(a.page).login.waitFor({ state: 'visible' });
+      await submitAuth(a, a.username, 'login');
+      await Promise.all([waitLive(a), waitLive(b)]);
+
+      await joinRoom(a, room);
+      await joinRoom(b, room);
+      await waitUntil(() => textOf(b.page.locator('#room-members')), (t) => t === '2 members here',
+        { what: 'B sees A in the room', expected: '"2 members here"', timeoutMs: UI_TIMEOUT_MS });
+      await waitUntil(() => textOf(a.page.locator('#room-members')), (t) => t === '2 members here',
+        { what: 'A sees B arrive (presence event)', expected: '"2 members here"', timeoutMs: UI_TIMEOUT_MS });
+      for (const [who, proxy, id] of [['A', proxyA, 'web-1'], ['B', proxyB, 'web-2']]) {
+        await waitUntil(() => proxy.tunnels(), (t) => t.length === 1 && t[0] === id,
+          { what: `${who}'s WebSocket`, expected: `one tunnel to ${id}` });
+      }
+
+      // A types: B sees the typing indicator.
+      const hello = `hello from A ${randomHex(3)}`;
+      const ca = controls(a.page);
+      await ca.message.click();
+      await ca.message.pressSequentially(hello.slice(0, 5));
+      await waitUntil(() => textOf(b.page.locator('#typing .typing-text')), (t) => t === `${a.username} is typing…`,
+        { what: 'B sees A typing', expected: show(`${a.username} is typing…`), timeoutMs: UI_TIMEOUT_MS });
+
+      // A sends with Enter: B sees it, accepted by web-1; A's own copy too.
+      await ca.message.fill(hello);
+      await ca.message.press('Enter');
+      await waitForMessage(b, { text: hello, author: a.username, via: 'web-1', labelShown: true });
+      await waitForMessage(a, { text: hello, author: a.username, via: 'web-1', labelShown: true });
+      assert.equal(await ca.message.inputValue(), '', 'A\'s composer: expected empty after sending');
+      await waitUntil(() => textOf(b.page.locator('#typing .typing-text')), (t) => !t,
+        { what: 'B\'s typing indicator after A\'s message', expected: 'cleared', timeoutMs: UI_TIMEOUT_MS });
+
+      // B replies (Send button): A sees it, accepted by web-2.
+      const reply = `hi A, B here ${randomHex(3)}`;
+      await controls(b.page).message.fill(reply);
+      await controls(b.page).send.click();
+      await waitForMessage(a, { text: reply, author: b.username, via: 'web-2', labelShown: true });
+      await waitForMessage(b, { text: reply, author: b.username, via: 'web-2', labelShown: true });
+
+      await screenshot(a, '1-chat-A-web-1.png');
+      await screenshot(b, '1-chat-B-web-2.png');
+      assert.deepEqual([...a.dialogs, ...b.dialogs], [], 'expected no dialogs');
+      assert.deepEqual([...a.pageErrors, ...b.pageErrors], [], 'expected no uncaught page errors');
+      a.ready = true;
+      b.ready = true;
+    }));
+
+  it('a message that looks like HTML is shown as text and never runs', { timeout: 30_000 }, () => withLogs(async () => {
+    requireChat();
+    await controls(a.page).message.fill(XSS_TEXT);
+    await controls(a.page).message.press('Enter');
+    await waitForMessage(b, { text: XSS_TEXT, author: a.username, via: 'web-1' });
+    await waitForMessage(a, { text: XSS_TEXT, author: a.username, via: 'web-1' });
+    for (const p of [a, b]) {
+      const images = await p.page.locator('#messages img').count();
+      assert.equal(images, 0, `${p.name}'s message list: expected no <img> element, got ${images}`);
+      const xImages = await p.page.locator('img[src="x"]').count();
+      assert.equal(xImages, 0, `${p.name}'s page: expected no img[src="x"], got ${xImages}`);
+      const shown = await controls(p.page).conversation.getByText(XSS_TEXT, { exact: true }).count();
+      assert.equal(shown, 1, `${p.name}: expected the literal text ${show(XSS_TEXT)} once in the conversation, got ${shown}`);
+    }
+    // Give an injected onerror handler time to fire, had there been one.
+    await a.page.waitForTimeout(300);
+    assert.deepEqual(a.dialogs, [], 'A: expected no dialog');
+    assert.deepEqual(b.dialogs, [], 'B: expected no dialog');
+    await screenshot(b, '2-xss-B.png');
+  }));
+
+  it('the analytics choice made on one instance holds on the other after a reload', { timeout: 30_000 },
+    () => withLogs(async () => {
+      requireChat();
+      const sw = controls(a.page).analytics;
+      assert.equal(await sw.isChecked(), true, 'A\'s "Share anonymous analytics": expected on before the change');
+      const optOut = a.page.waitForResponse((r) => new URL(r.url()).pathname === '/api/analytics/opt-out');
+      await sw.click();
+      const res = await optOut;
+      assert.equal(res.status(), 204, `POST /api/analytics/opt-out: expected 204, got ${res.status()}`);
+      assert.equal(res.headers()['x-instance-id'], 'web-1', 'opt-out: expected to be served by web-1');
+      assert.equal(await sw.isChecked(), false, 'A\'s switch: expected off after the click');
+
+      // The load balancer now sends A to web-2 (same origin, same cookie).
+      proxyA.prefer('web-2');
+      const me = a.page.waitForResponse((r) => new URL(r.url()).pathname === '/api/me');
+      await a.page.reload();
+      const meRes = await me;
+      assert.equal(meRes.status(), 200, `GET /api/me after the reload: expected 200 (still logged in), got ${meRes.status()}`);
+      assert.equal(meRes.headers()['x-instance-id'], 'web-2', 'GET /api/me after the reload: expected web-2');
+      await controls(a.page).logout.waitFor({ state: 'visible' });
+      await waitUntil(() => servedBy(a.page), (id) => id === 'web-2',
+        { what: 'A\'s status after the reload', expected: '"served by web-2"' });
+      await waitLive(a, 'A reconnected after the reload');
+      assert.equal(await controls(a.page).analytics.isChecked(), false,
+        'A\'s "Share anonymous analytics" after the reload on web-2: expected off');
+
+      const status = await a.page.evaluate(async () => {
+        const r = await fetch('/api/analytics/status', { credentials: 'same-origin' });
+        return { status: r.status, instance: r.headers.get('x-instance-id'), body: await r.json() };
+      });
+      assert.deepEqual(status, { status: 200, instance: 'web-2', body: { opted_out: true } },
+        'GET /api/analytics/status on web-2: expected 200 {opted_out: true}');
+      await screenshot(a, '3-analytics-off-A-web-2.png');
+    }));
+
+  it('draining web-1 moves A\'s page to web-2 with a banner, and A keeps chatting with B', { timeout: 45_000 },
+    () => withLogs(async () => {
+      requireChat();
+      // Put A back on web-1 (a reload through the proxy, which prefers web-1 again).
+      proxyA.prefer('web-1');
+      await a.page.reload();
+      await controls(a.page).logout.waitFor({ state: 'visible' });
+      await waitLive(a, 'A reconnected after the reload');
+      await waitUntil(() => proxyA.tunnels(), (t) => t.length === 1 && t[0] === 'web-1',
+        { what: 'A\'s WebSocket before the drain', expected: 'one tunnel to web-1' });
+      await waitUntil(() => textOf(a.page.locator('#room-title')), (t) => t === `#${room}`,
+        { what: 'A\'s room after the reload', expected: show(`#${room}`) });
+      const before = `before the drain ${randomHex(3)}`;
+      await controls(a.page).message.fill(before);
+      await controls(a.page).message.press('Enter');
+      await waitForMessage(b, { text: before, author: a.username, via: 'web-1' });
+
+      // Record every banner text the page shows from now on.
+      await a.page.evaluate(() => {
+        window.bannerSeen = [];
+        const banner = document.getElementById('banner');
+        const record = () => {
+          const text = banner.textContent.trim();
+          if (!banner.hidden && text && window.bannerSeen.at(-1) !== text) window.bannerSeen.push(text);
+        };
+        new MutationObserver(record).observe(banner, { attributes: true, childList: true, subtree: true, characterData: true });
+      });
+
+      const web1 = servers['web-1'];
+      process.kill(web1.pid, 'SIGTERM');
+
+      const banner = a.page.locator('#banner');
+      await waitUntil(
+        async () => ({ visible: await banner.isVisible(), text: await textOf(banner) }),
+        (s) => s.visible && /draining|reconnect/i.test(s.text ?? ''),
+        { what: 'A\'s banner after SIGTERM to web-1', expected: 'a visible banner mentioning "draining" or "reconnect"', timeoutMs: 8_000, intervalMs: 20 },
+      );
+      await screenshot(a, '4-drain-banner-A.png');
+
+      await waitUntil(
+        async () => ({ state: await connectionState(a.page), tunnels: proxyA.tunnels() }),
+        (s) => s.state === 'connected' && s.tunnels.length === 1 && s.tunnels[0] === 'web-2',
+        { what: 'A\'s page after the drain', expected: 'connected, over one WebSocket to web-2', timeoutMs: 15_000 },
+      );
+      const seen = await a.page.evaluate(() => window.bannerSeen);
+      assert.ok(seen.some((t) => /draining/i.test(t)),
+        `A's banner during the drain: expected a text mentioning "draining", got ${show(seen)}`);
+
+      // A's next message is accepted by web-2 and reaches B. It follows A's own messages from
+      // web-1, so its "via web-2" label must be visible rather than grouped under "via web-1".
+      const afterDrain = `after the drain ${randomHex(3)}`;
+      await controls(a.page).message.fill(afterDrain);
+      await controls(a.page).send.click();
+      await waitForMessage(a, { text: afterDrain, author: a.username, via: 'web-2', labelShown: true });
+      await waitForMessage(b, { text: afterDrain, author: a.username, via: 'web-2', labelShown: true });
+      await screenshot(a, '4-drain-recovered-A.png');
+      await screenshot(b, '4-drain-B.png');
+
+      // Nothing was lost or duplicated on either page.
+      for (const p of [a, b]) {
+        const texts = await visibleMessageTexts(p.page);
+        const count = (t) => texts.filter((x) => x === t).length;
+        assert.deepEqual([count(before), count(afterDrain)], [1, 1],
+          `${p.name}: expected the messages before and after the drain once each, got ${show(texts)}`);
+      }
+
+      const exit = await within((SHUTDOWN_TIMEOUT_SECS + 5) * 1000, 'web-1 exit after SIGTERM', web1.exited);
+      assert.deepEqual(exit, { code: 0, signal: null }, 'web-1 after SIGTERM: expected exit code 0');
+      assert.deepEqual([...a.pageErrors, ...b.pageErrors], [], 'expected no uncaught page errors');
+    }));
+
+  it('on a 375 px wide screen one can log in and chat without horizontal scrolling', { timeout: 30_000 },
+    () => withLogs(async () => {
+      const proxy = await proxyFor('web-2');
+      const c = await person(proxy, NARROW, 'C');
+      const noSideScroll = async (where) => {
+        const widths = await c.page.evaluate(() => ({
+          scroll: document.documentElement.scrollWidth,
+          body: document.body.scrollWidth,
+        }));
+        assert.ok(widths.scroll <= NARROW.width && widths.body <= NARROW.width,
+          `${where}: expected document width <= ${NARROW.width}px, got ${show(widths)}`);
+      };
+      const inView = async (locator, what) => {
+        const box = await locator.boundingBox();
+        assert.ok(box && box.x >= 0 && box.x + box.width <= NARROW.width + 0.5,
+          `${what}: expected inside the ${NARROW.width}px viewport, got ${show(box)}`);
+      };
+
+      const username = uniqueName('carol');
+      const narrowRoom = uniqueRoom('narrow');
+      await openSignIn(c);
+      await noSideScroll('sign-in form');
+      await inView(controls(c.page).register, '"Register" button');
+      await submitAuth(c, username, 'register');
+      await waitLive(c);
+      await noSideScroll('room list');
+      await joinRoom(c, narrowRoom);
+      const text = `hello from a phone ${randomHex(3)} — a long line that has to wrap on a narrow screen without widening the page`;
+      await controls(c.page).message.fill(text);
+      await inView(controls(c.page).send, '"Send" button');
+      await controls(c.page).send.click();
+      await waitForMessage(c, { text, author: username, via: 'web-2' });
+      await noSideScroll('conversation');
+      await inView(controls(c.page).leave, '"Leave" button');
+      await screenshot(c, '5-narrow-375.png');
+      assert.deepEqual(c.dialogs, [], 'expected no dialogs');
+      assert.deepEqual(c.pageErrors, [], 'expected no uncaught page errors');
+    }));
+});
