@@ -8,14 +8,24 @@
 //!   instance contributed, so that its contributions can be withdrawn as a whole: at start
 //!   (a restarted instance reusing its id) and when an instance dies (see `forget_instance`).
 //!
+//! - `roomcast:presence:version:<room>`: a counter bumped on every change of the member set.
+//! - `roomcast:presence:window:<room>`: the cluster-wide one-second window of `presence`
+//!   events; it holds the version the last event announced.
+//!
 //! Joins and leaves are Lua scripts, so the room hash and the instance hash never disagree.
+//! Every instance coalesces its own changes, and the window makes the limit of one `presence`
+//! event per room per second hold across the cluster: an instance emits only when it opens
+//! the window, skips when an event already announced its change, and otherwise tries again
+//! when the window closes.
 
 use fred::prelude::*;
 use fred::types::scripts::Script;
 
+use std::time::Duration;
+
 use super::redis::{Redis, RedisError};
 use crate::domain::{RoomName, UserId};
-use crate::realtime::presence::PresenceChange;
+use crate::realtime::presence::{Gate, PresenceChange};
 
 const ROOMS_KEY: &str = "roomcast:presence:rooms";
 
@@ -23,7 +33,12 @@ const JOIN: &str = r#"
 local n = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
 redis.call('SADD', KEYS[3], ARGV[3])
-return {n, redis.call('HLEN', KEYS[1])}
+local version = 0
+if n == 1 then
+  version = redis.call('INCR', KEYS[4])
+  redis.call('PEXPIRE', KEYS[4], 86400000)
+end
+return {n, redis.call('HLEN', KEYS[1]), version}
 "#;
 
 const LEAVE: &str = r#"
@@ -33,7 +48,30 @@ local m = redis.call('HINCRBY', KEYS[2], ARGV[2], -1)
 if m <= 0 then redis.call('HDEL', KEYS[2], ARGV[2]) end
 local len = redis.call('HLEN', KEYS[1])
 if len == 0 then redis.call('SREM', KEYS[3], ARGV[3]) end
-return {n, len}
+local version = 0
+if n <= 0 then
+  version = redis.call('INCR', KEYS[4])
+  redis.call('PEXPIRE', KEYS[4], 86400000)
+end
+return {n, len, version}
+"#;
+
+/// The cluster-wide presence window of a room. KEYS[1]: the window token (holds the change
+/// version the last event covered), KEYS[2]: the room's change version; ARGV[1]: the version
+/// the caller wants announced, ARGV[2]: window in ms.
+/// Returns {1, 0} to emit now, {2, 0} when an event already covered that version, or
+/// {0, ms} to retry once the current window ends.
+const GATE: &str = r#"
+local covered = redis.call('GET', KEYS[1])
+if not covered then
+  local version = redis.call('GET', KEYS[2]) or '0'
+  redis.call('SET', KEYS[1], version, 'PX', ARGV[2])
+  return {1, 0}
+end
+if tonumber(covered) >= tonumber(ARGV[1]) then
+  return {2, 0}
+end
+return {0, math.max(1, redis.call('PTTL', KEYS[1]))}
 "#;
 
 /// Withdraws every contribution of one instance (KEYS[1]); room keys are derived from ARGV[1].
@@ -56,6 +94,14 @@ const ROOM_PREFIX: &str = "roomcast:presence:room:";
 
 fn room_key(room: &str) -> String {
     format!("{ROOM_PREFIX}{room}")
+}
+
+fn version_key(room: &str) -> String {
+    format!("roomcast:presence:version:{room}")
+}
+
+fn window_key(room: &str) -> String {
+    format!("roomcast:presence:window:{room}")
 }
 
 fn instance_key(instance: &str) -> String {
@@ -85,41 +131,70 @@ impl RedisPresence {
 
     /// One more socket of `user` in `room`.
     pub async fn join(&self, room: &RoomName, user: UserId) -> Result<PresenceChange, RedisError> {
-        let (sockets, members) = self.count(JOIN, room, user).await?;
+        let (sockets, members, version) = self.count(JOIN, room, user).await?;
         Ok(PresenceChange {
             members,
             changed: sockets == 1,
+            version,
         })
     }
 
     /// One socket of `user` left `room`.
     pub async fn leave(&self, room: &RoomName, user: UserId) -> Result<PresenceChange, RedisError> {
-        let (sockets, members) = self.count(LEAVE, room, user).await?;
+        let (sockets, members, version) = self.count(LEAVE, room, user).await?;
         Ok(PresenceChange {
             members,
             changed: sockets <= 0,
+            version,
         })
     }
 
-    /// Runs a join/leave script: returns the user's sockets in the room and the member count.
+    /// Runs a join/leave script: returns the user's sockets in the room, the member count and
+    /// the room's change version (0 when the member set did not change).
     async fn count(
         &self,
         script: &'static str,
         room: &RoomName,
         user: UserId,
-    ) -> Result<(i64, usize), RedisError> {
-        let (sockets, members): (i64, i64) = Script::from_lua(script)
+    ) -> Result<(i64, usize, u64), RedisError> {
+        let (sockets, members, version): (i64, i64, i64) = Script::from_lua(script)
             .evalsha_with_reload(
                 self.redis.client(),
                 vec![
                     room_key(room.as_str()),
                     instance_key(&self.instance),
                     ROOMS_KEY.to_owned(),
+                    version_key(room.as_str()),
                 ],
                 vec![user.to_string(), format!("{room}|{user}"), room.to_string()],
             )
             .await?;
-        Ok((sockets, usize::try_from(members).unwrap_or(0)))
+        Ok((
+            sockets,
+            usize::try_from(members).unwrap_or(0),
+            u64::try_from(version).unwrap_or(0),
+        ))
+    }
+
+    /// Asks for the room's cluster-wide presence window (see `GATE`).
+    pub async fn gate(
+        &self,
+        room: &str,
+        version: u64,
+        window: Duration,
+    ) -> Result<Gate, RedisError> {
+        let (verdict, wait_ms): (i64, i64) = Script::from_lua(GATE)
+            .evalsha_with_reload(
+                self.redis.client(),
+                vec![window_key(room), version_key(room)],
+                vec![version.to_string(), window.as_millis().to_string()],
+            )
+            .await?;
+        Ok(match verdict {
+            1 => Gate::Open,
+            2 => Gate::Covered,
+            _ => Gate::Wait(Duration::from_millis(u64::try_from(wait_ms).unwrap_or(1))),
+        })
     }
 
     /// Distinct users in `room`, cluster-wide.

@@ -87,7 +87,10 @@ async fn on_disconnect<A: Adapter>(
     let realtime: super::broadcast::Realtime = Arc::new(SocketIoBroadcast(io));
     for room in ctx.take_rooms() {
         match app.presence.leave(&room, ctx.user.id).await {
-            Ok(change) if change.changed => app.presence_notifier.changed(&room, realtime.clone()),
+            Ok(change) if change.changed => {
+                app.presence_notifier
+                    .changed(&room, change, realtime.clone())
+            }
             Ok(_) => {}
             // The registry reaps this instance's entries if it never gets through.
             Err(err) => tracing::warn!(room = %room, error = %err, "presence leave failed"),

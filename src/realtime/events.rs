@@ -73,7 +73,7 @@ pub async fn join<A: Adapter>(
                 }
             };
             if change.changed {
-                app.presence_notifier.changed(&room, realtime(io));
+                app.presence_notifier.changed(&room, change, realtime(io));
             }
         }
         let members = app.presence.members(room.as_str()).await?;
@@ -99,7 +99,7 @@ pub async fn leave<A: Adapter>(
             socket.leave(room.as_str().to_owned());
             let change = app.presence.leave(&room, ctx.user.id).await?;
             if change.changed {
-                app.presence_notifier.changed(&room, realtime(io));
+                app.presence_notifier.changed(&room, change, realtime(io));
             }
         }
         let members = app.presence.members(room.as_str()).await?;

@@ -27,6 +27,19 @@ pub struct PresenceChange {
     pub members: usize,
     /// Whether the member set changed (first join or last leave of this user).
     pub changed: bool,
+    /// The room's change version in cluster mode (0 in embedded mode).
+    pub version: u64,
+}
+
+/// Whether this instance may send a room's `presence` event now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Yes: the room's window is ours.
+    Open,
+    /// No need: an event already announced this change.
+    Covered,
+    /// Not yet: try again after this long.
+    Wait(Duration),
 }
 
 /// Where presence is counted: in this process (embedded) or in Redis (cluster).
@@ -70,6 +83,19 @@ impl Presence {
             Self::Redis(redis) => redis.rooms().await,
         }
     }
+
+    /// Whether a `presence` event announcing `version` may go out now (always, locally).
+    pub async fn gate(
+        &self,
+        room: &str,
+        version: u64,
+        window: Duration,
+    ) -> Result<Gate, RedisError> {
+        match self {
+            Self::Local(_) => Ok(Gate::Open),
+            Self::Redis(redis) => redis.gate(room, version, window).await,
+        }
+    }
 }
 
 /// Socket counts per user per room on this instance.
@@ -89,6 +115,7 @@ impl PresenceRegistry {
         PresenceChange {
             members: members.len(),
             changed,
+            version: 0,
         }
     }
 
@@ -99,6 +126,7 @@ impl PresenceRegistry {
             return PresenceChange {
                 members: 0,
                 changed: false,
+                version: 0,
             };
         };
         let mut changed = false;
@@ -116,6 +144,7 @@ impl PresenceRegistry {
         PresenceChange {
             members: count,
             changed,
+            version: 0,
         }
     }
 
@@ -141,9 +170,12 @@ impl PresenceRegistry {
 struct RoomSchedule {
     last_sent: Instant,
     pending: bool,
+    /// Highest change version seen; the pending event must announce at least this.
+    version: u64,
 }
 
-/// Coalesces presence changes into at most one event per room per interval.
+/// Coalesces presence changes into at most one event per room per interval (per instance
+/// here, and across the cluster through `Presence::gate`).
 #[derive(Debug, Clone)]
 pub struct PresenceNotifier {
     registry: Arc<Presence>,
@@ -161,19 +193,23 @@ impl PresenceNotifier {
         }
     }
 
-    /// Reports that the member set of `room` changed.
-    pub fn changed(&self, room: &RoomName, realtime: Realtime) {
+    /// Reports that the member set of `room` changed (`change.changed`).
+    pub fn changed(&self, room: &RoomName, change: PresenceChange, realtime: Realtime) {
         let now = Instant::now();
         let delay = {
-            let mut schedule = self.schedule.lock().unwrap_or_else(|p| p.into_inner());
+            let mut schedule = self.lock();
             if schedule.len() > 10_000 {
                 let interval = self.interval;
                 schedule.retain(|_, s| s.pending || now.duration_since(s.last_sent) < interval);
             }
             match schedule.get_mut(room.as_str()) {
-                Some(s) if s.pending => return,
+                Some(s) if s.pending => {
+                    s.version = s.version.max(change.version);
+                    return;
+                }
                 Some(s) if now.duration_since(s.last_sent) < self.interval => {
                     s.pending = true;
+                    s.version = s.version.max(change.version);
                     self.interval - now.duration_since(s.last_sent)
                 }
                 _ => {
@@ -181,7 +217,8 @@ impl PresenceNotifier {
                         room.as_str().to_owned(),
                         RoomSchedule {
                             last_sent: now,
-                            pending: false,
+                            pending: true,
+                            version: change.version,
                         },
                     );
                     Duration::ZERO
@@ -190,33 +227,59 @@ impl PresenceNotifier {
         };
         let this = self.clone();
         let room = room.clone();
-        tokio::spawn(async move {
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-                let mut schedule = this.schedule.lock().unwrap_or_else(|p| p.into_inner());
-                schedule.insert(
-                    room.as_str().to_owned(),
-                    RoomSchedule {
-                        last_sent: Instant::now(),
-                        pending: false,
-                    },
-                );
-            }
-            let members = match this.registry.members(room.as_str()).await {
-                Ok(members) => members,
-                Err(err) => {
-                    tracing::warn!(room = %room, error = %err, "presence count unavailable");
+        tokio::spawn(async move { this.send(room, delay, realtime).await });
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, RoomSchedule>> {
+        self.schedule.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits out this instance's interval, then the cluster's window, then emits the count.
+    async fn send(&self, room: RoomName, delay: Duration, realtime: Realtime) {
+        tokio::time::sleep(delay).await;
+        loop {
+            let version = {
+                let mut schedule = self.lock();
+                let Some(entry) = schedule.get_mut(room.as_str()) else {
                     return;
-                }
+                };
+                entry.pending = false;
+                entry.last_sent = Instant::now();
+                entry.version
             };
-            let payload = json!({"room": room.as_str(), "members": members});
-            if let Err(err) = realtime
-                .emit(room.as_str().to_owned(), "presence", payload)
+            match self
+                .registry
+                .gate(room.as_str(), version, self.interval)
                 .await
             {
-                tracing::warn!(room = %room, error = %err, "presence broadcast failed");
+                Ok(Gate::Open) => break,
+                Ok(Gate::Covered) => return,
+                Ok(Gate::Wait(wait)) => {
+                    if let Some(entry) = self.lock().get_mut(room.as_str()) {
+                        entry.pending = true;
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+                Err(err) => {
+                    tracing::warn!(room = %room, error = %err, "presence window unavailable");
+                    return;
+                }
             }
-        });
+        }
+        let members = match self.registry.members(room.as_str()).await {
+            Ok(members) => members,
+            Err(err) => {
+                tracing::warn!(room = %room, error = %err, "presence count unavailable");
+                return;
+            }
+        };
+        let payload = json!({"room": room.as_str(), "members": members});
+        if let Err(err) = realtime
+            .emit(room.as_str().to_owned(), "presence", payload)
+            .await
+        {
+            tracing::warn!(room = %room, error = %err, "presence broadcast failed");
+        }
     }
 }
 
@@ -234,47 +297,112 @@ mod tests {
             registry.join(&room, alice).await,
             PresenceChange {
                 members: 1,
-                changed: true
+                changed: true,
+                version: 0
             }
         );
         assert_eq!(
             registry.join(&room, alice).await,
             PresenceChange {
                 members: 1,
-                changed: false
+                changed: false,
+                version: 0
             }
         );
         assert_eq!(
             registry.join(&room, bob).await,
             PresenceChange {
                 members: 2,
-                changed: true
+                changed: true,
+                version: 0
             }
         );
         assert_eq!(
             registry.leave(&room, alice).await,
             PresenceChange {
                 members: 2,
-                changed: false
+                changed: false,
+                version: 0
             }
         );
         assert_eq!(
             registry.leave(&room, alice).await,
             PresenceChange {
                 members: 1,
-                changed: true
+                changed: true,
+                version: 0
             }
         );
         assert_eq!(
             registry.leave(&room, bob).await,
             PresenceChange {
                 members: 0,
-                changed: true
+                changed: true,
+                version: 0
             }
         );
         assert!(
             registry.rooms().await.is_empty(),
             "empty rooms are forgotten"
+        );
+    }
+
+    /// Records every emit instead of sending it.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(String, serde_json::Value)>>);
+
+    impl super::super::broadcast::Broadcast for Recorder {
+        fn emit_named(
+            &self,
+            room: String,
+            _event: String,
+            data: serde_json::Value,
+        ) -> futures::future::BoxFuture<'static, Result<(), super::super::broadcast::BroadcastFailed>>
+        {
+            self.0.lock().expect("lock").push((room, data));
+            Box::pin(async { Ok(()) })
+        }
+        fn disconnect_room(
+            &self,
+            _room: String,
+        ) -> futures::future::BoxFuture<'static, Result<(), super::super::broadcast::BroadcastFailed>>
+        {
+            Box::pin(async { Ok(()) })
+        }
+        fn local_sockets(&self) -> usize {
+            0
+        }
+        fn drain_local(
+            &self,
+            _plan: crate::shutdown::DrainPlan,
+            _connections: Arc<crate::listener::SessionConnections>,
+        ) -> futures::future::BoxFuture<'static, usize> {
+            Box::pin(async { 0 })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_changes_gives_one_event_now_and_one_with_the_final_count() {
+        let presence = Arc::new(Presence::Local(PresenceRegistry::default()));
+        let notifier = PresenceNotifier::new(presence.clone(), PRESENCE_INTERVAL);
+        let recorder = Arc::new(Recorder::default());
+        let room = RoomName::parse("lobby").expect("room");
+        for user in 1..=5 {
+            let change = presence.join(&room, UserId(user)).await.expect("join");
+            notifier.changed(&room, change, recorder.clone());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let sent = recorder.0.lock().expect("lock").clone();
+        assert_eq!(
+            sent.len(),
+            2,
+            "one event at once and one for the rest of the second: {sent:?}"
+        );
+        assert_eq!(sent[0].1["members"], 1);
+        assert_eq!(
+            sent[1].1["members"], 5,
+            "the coalesced event carries the count at send time"
         );
     }
 }
