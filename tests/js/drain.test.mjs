@@ -12,7 +12,7 @@ import { after, afterEach, describe, it } from 'node:test';
 import {
   PASSWORD, STOP_KILL_AFTER_MS,
   api, closeAllSockets, connect, createUser, join, login, nextDisconnect, nextEvent, readyStatus, show, sleep,
-  startServer, uniqueName, uniqueRoom,
+  startServer, uniqueName, uniqueRoom, within,
 } from './harness.mjs';
 
 const RECONNECTING_REASONS = ['transport close', 'transport error'];
@@ -35,18 +35,6 @@ const DRAIN_COMPLETE_RE = /drain complete\b.*\bsockets=(\d+)/;
 /** Describe at most `max` items of a list for an assertion message. */
 const firstFew = (items, max = 5) => `${show(items.slice(0, max))}${items.length > max ? ` (and ${items.length - max} more)` : ''}`;
 
-/** Fail with `what` if `promise` has not settled within `ms`. */
-async function within(ms, what, promise) {
-  let timer;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: not done within ${ms} ms`)), ms); }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 describe('graceful drain', { timeout: 180_000 }, () => {
   const servers = [];

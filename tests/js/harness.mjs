@@ -58,6 +58,18 @@ export const randomHex = (bytes = 6) => randomBytes(bytes).toString('hex');
 export const uniqueName = (prefix = 'u') => `${prefix}_${randomHex(6)}`;
 export const uniqueRoom = (prefix = 'room') => `${prefix}-${randomHex(5)}`;
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+/** Fail with `what` if `promise` has not settled within `ms`. */
+export async function within(ms, what, promise) {
+  let timer;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: not done within ${ms} ms`)), ms); }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 export const show = (value) => {
   try { return JSON.stringify(value); } catch { return String(value); }
 };

@@ -7,7 +7,9 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { sleep, show } from '../harness.mjs';
+import { sleep, show, within } from '../harness.mjs';
+
+export { within };
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const ARTIFACTS_DIR = path.resolve(HERE, '..', 'artifacts');
@@ -42,18 +44,6 @@ export function artifactPath(name) {
   return path.join(ARTIFACTS_DIR, name);
 }
 
-/** Fail with `what` if `promise` has not settled within `ms`. */
-export async function within(ms, what, promise) {
-  let timer;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: not done within ${ms} ms`)), ms); }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /**
  * Poll `probe` (async, returns the current value) until `accept(value)` holds.
