@@ -10,10 +10,11 @@
 //! - **Closing one client's transport.** The drain must close sockets in batches, and close
 //!   their *transport* (a Socket.IO `disconnect` would tell the official client not to
 //!   reconnect). socketioxide only closes all transports at once, so every accepted
-//!   connection carries a `KillSwitch`; the drain finds the connections of a socket (its
-//!   handshake connection, and those its Engine.IO session used since, see
-//!   `SessionConnections`) and trips them. Reads and writes then fail, hyper drops the
-//!   connection, the client sees the transport close and reconnects.
+//!   connection carries a `KillSwitch`; for a WebSocket socket the drain finds the
+//!   connection its upgrade arrived on (see `SessionConnections`) and trips it. Reads and
+//!   writes then fail, hyper drops the connection, the client sees the transport close and
+//!   reconnects. Long-polling connections are never cut (a proxy may carry other clients'
+//!   requests on them); those sessions get the Engine.IO close packet instead.
 
 use std::collections::{HashMap, HashSet};
 use std::io;

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{HeaderMap, Method, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -135,6 +135,18 @@ fn origin_allowed(headers: &HeaderMap, app: &AppState) -> bool {
     matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
+/// A query parameter of an Engine.IO request (`sid`, `transport`), `None` for other paths.
+fn engine_param<'a>(request: &'a Request<Body>, name: &str) -> Option<&'a str> {
+    if !request.uri().path().starts_with("/socket.io") {
+        return None;
+    }
+    request
+        .uri()
+        .query()?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+}
+
 /// While draining, refuses new Engine.IO sessions (requests without a `sid`) with 503, so the
 /// client retries and the load balancer sends it to another instance. Requests of existing
 /// sessions pass: they are how those clients learn about the drain.
@@ -143,11 +155,8 @@ pub async fn refuse_new_sessions_while_draining(
     request: Request<Body>,
     next: Next,
 ) -> Response {
-    let is_new_session = request.uri().path().starts_with("/socket.io")
-        && !request
-            .uri()
-            .query()
-            .is_some_and(|q| q.split('&').any(|pair| pair.starts_with("sid=")));
+    let is_new_session =
+        request.uri().path().starts_with("/socket.io") && engine_param(&request, "sid").is_none();
     if is_new_session && app.drain.is_draining() {
         return ApiError::new(
             ErrorCode::Unavailable,
@@ -159,21 +168,39 @@ pub async fn refuse_new_sessions_while_draining(
     next.run(request).await
 }
 
-/// Records which connection each Engine.IO session's requests arrive on, so that the drain
-/// can close exactly that session's transports.
+/// Engine.IO bookkeeping for the drain (see `realtime::broadcast::close_transport`): records
+/// the connection of each WebSocket upgrade (a connection that client alone uses), and answers
+/// the polls of long-polling sessions the drain is closing with the Engine.IO close packet
+/// (`1`), which makes the official client reconnect by itself. Polling connections are never
+/// recorded: a proxy may carry other clients' requests on them.
 pub async fn track_engine_sessions(
     State(app): State<AppState>,
     request: Request<Body>,
     next: Next,
 ) -> Response {
-    if request.uri().path().starts_with("/socket.io") {
-        let sid = request
-            .uri()
-            .query()
-            .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("sid=")));
-        let connection = request.extensions().get::<ConnectInfo<Connection>>();
-        if let (Some(sid), Some(ConnectInfo(connection))) = (sid, connection) {
-            app.session_connections.record(sid, connection);
+    if let Some(sid) = engine_param(&request, "sid") {
+        match engine_param(&request, "transport") {
+            Some("websocket") => {
+                if let Some(ConnectInfo(connection)) =
+                    request.extensions().get::<ConnectInfo<Connection>>()
+                {
+                    app.session_connections.record(sid, connection);
+                }
+            }
+            Some("polling") if app.session_connections.is_closing(sid) => {
+                let status = if request.method() == Method::GET {
+                    StatusCode::OK
+                } else {
+                    StatusCode::BAD_REQUEST
+                };
+                return (
+                    status,
+                    [(header::CONTENT_TYPE, "text/plain; charset=UTF-8")],
+                    "1",
+                )
+                    .into_response();
+            }
+            _ => {}
         }
     }
     next.run(request).await

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::harness::cluster::{TestCluster, new_key};
 use crate::harness::services::RedisServer;
-use crate::harness::{PASSWORD, browser, register_and_login, username};
+use crate::harness::{PASSWORD, browser, register_and_login, run_node, username};
 
 async fn me(client: &Client, base: &str) -> (StatusCode, Option<String>, Value) {
     let res = client
@@ -143,27 +143,22 @@ async fn one_cluster_behaves_as_one_server() {
     assert!(health["connections"]["cluster"].is_number(), "{health}");
 
     // The official socket.io-client suite, against these three instances.
-    let status = tokio::process::Command::new("node")
-        .args(["--test", "--test-concurrency=1", "cluster/cluster.test.mjs"])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js"))
-        .env("ROOMCAST_URLS", cluster.urls())
-        .env("ADMIN_TOKEN", crate::harness::ADMIN_TOKEN)
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(300), status)
-        .await
-        .expect("node suite finishes")
-        .expect("node runs");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success(),
-        "socket.io-client cluster suite failed:\n{report}\n--- web-1 log ---\n{}",
-        cluster.instances[0].output()
-    );
+    let urls = cluster.urls();
+    let run = run_node(
+        &["--test", "--test-concurrency=1", "cluster/cluster.test.mjs"],
+        &[
+            ("ROOMCAST_URLS", urls.as_str()),
+            ("ADMIN_TOKEN", crate::harness::ADMIN_TOKEN),
+        ],
+        Duration::from_secs(300),
+    )
+    .await;
+    let report = run.unwrap_or_else(|report| {
+        panic!(
+            "socket.io-client cluster suite failed:\n{report}\n--- web-1 log ---\n{}",
+            cluster.instances[0].output()
+        )
+    });
     assert!(report.contains("# fail 0"), "{report}");
     // Failed logins are counted cluster-wide: spreading them over instances does not help.
     // (Last, because it also locks out this test's client address.)

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::harness::actor::Actor;
 use crate::harness::cluster::TestCluster;
-use crate::harness::{PASSWORD, browser, register_and_login};
+use crate::harness::{PASSWORD, browser, register_and_login, run_node};
 
 /// A client whose every request gives up after 10 s: a hang fails the test instead of
 /// stalling it.
@@ -57,26 +57,12 @@ fn failing(body: &Value) -> Vec<String> {
 
 /// Runs the socket.io-client probe: a message sent on the first URL must reach the second.
 async fn crosstalk(urls: &str) -> Result<String, String> {
-    let output = tokio::process::Command::new("node")
-        .arg("cluster/crosstalk.mjs")
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js"))
-        .env("ROOMCAST_URLS", urls)
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(60), output)
-        .await
-        .map_err(|_| "probe hung".to_owned())?
-        .map_err(|e| e.to_string())?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    if output.status.success() {
-        Ok(text)
-    } else {
-        Err(text)
-    }
+    run_node(
+        &["cluster/crosstalk.mjs"],
+        &[("ROOMCAST_URLS", urls)],
+        Duration::from_secs(60),
+    )
+    .await
 }
 
 #[tokio::test]

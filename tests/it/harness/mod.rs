@@ -103,6 +103,35 @@ pub async fn register_and_login(client: &Client, base: &str, name: &str) -> Stri
         .to_owned()
 }
 
+/// Runs a script under `tests/js` with node to completion (bounded by `timeout`); returns
+/// `Ok(output)` when it exits 0 and `Err(output)` otherwise, stdout then stderr.
+pub async fn run_node(
+    args: &[&str],
+    env: &[(&str, &str)],
+    timeout: std::time::Duration,
+) -> Result<String, String> {
+    let output = tokio::process::Command::new("node")
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js"))
+        .envs(env.iter().copied())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(timeout, output)
+        .await
+        .map_err(|_| format!("node {args:?} did not finish within {timeout:?}"))?
+        .map_err(|e| format!("node {args:?} did not run: {e}"))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if output.status.success() {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
+
 /// Starts an app with the base environment plus `overrides`.
 pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
