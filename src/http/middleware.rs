@@ -1,12 +1,13 @@
 //! Cross-cutting HTTP behaviour: the access log with metrics, and the origin guard.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
 
 use super::error::ApiError;
 use crate::error_code::ErrorCode;
@@ -187,24 +188,60 @@ pub async fn track_engine_sessions(
                     app.session_connections.record(sid, connection);
                 }
             }
-            Some("polling") if app.session_connections.is_closing(sid) => {
-                let status = if request.method() == Method::GET {
-                    StatusCode::OK
-                } else {
-                    StatusCode::BAD_REQUEST
-                };
-                return (
-                    status,
-                    [(header::CONTENT_TYPE, "text/plain; charset=UTF-8")],
-                    "1",
-                )
-                    .into_response();
+            Some("polling")
+                if request.method() == Method::GET && app.session_connections.is_closing(sid) =>
+            {
+                return answer_closing_poll(request, next).await;
             }
             _ => {}
         }
     }
     next.run(request).await
 }
+
+/// How long the poll of a closing long-polling session may wait for the packets still queued
+/// for it: Engine.IO answers at once when it has any, and otherwise holds the poll open.
+const CLOSING_POLL_FLUSH: Duration = Duration::from_millis(100);
+
+/// Answers a poll of a long-polling session the drain is closing: whatever Engine.IO still
+/// has queued for it (the `server:draining` notice when no poll was pending as it was sent,
+/// acks of messages posted meanwhile), then the close packet. Without the queued packets a
+/// client that was between two polls would lose them. The session's posts still go through:
+/// refusing one would fail the client's transport before it has read its notice.
+async fn answer_closing_poll(request: Request<Body>, next: Next) -> Response {
+    let mut payload = Vec::new();
+    // A poll still waiting after the deadline has nothing queued: dropping it frees the
+    // session's queue for the next request without losing a packet.
+    if let Ok(Some(queued)) = tokio::time::timeout(CLOSING_POLL_FLUSH, async {
+        let response = next.run(request).await;
+        if response.status() != StatusCode::OK {
+            return None;
+        }
+        response
+            .into_body()
+            .collect()
+            .await
+            .ok()
+            .map(|body| body.to_bytes())
+    })
+    .await
+    {
+        if !queued.is_empty() {
+            payload.extend_from_slice(&queued);
+            payload.push(ENGINE_IO_RECORD_SEPARATOR);
+        }
+    }
+    payload.push(b'1');
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; charset=UTF-8")],
+        payload,
+    )
+        .into_response()
+}
+
+/// Separates the packets of one Engine.IO long-polling payload.
+const ENGINE_IO_RECORD_SEPARATOR: u8 = 0x1e;
 
 /// JSON 404 for unknown paths.
 pub async fn not_found() -> ApiError {
