@@ -82,7 +82,9 @@ pub struct Config {
     pub port: u16,
     /// This instance's identity on logs, responses and health (`INSTANCE_ID`).
     pub instance_id: InstanceId,
-    /// Redis for cluster mode (`REDIS_URL`); `None` means embedded mode.
+    /// Redis for cluster mode: `REDIS_URL` as given, or the `redis-cluster://` URL built from
+    /// `REDIS_CLUSTER_NODES`, so every connection is made the same way whichever Redis
+    /// deployment is behind it; `None` means embedded mode.
     pub redis_url: Option<String>,
     /// Whether sessions live in Redis (`USE_REDIS_SESSIONS`).
     pub use_redis_sessions: bool,
@@ -147,14 +149,26 @@ impl Config {
     /// Reads settings through `lookup`, which returns a variable's value if it is set.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(&lookup);
-        let redis_url = env.string("REDIS_URL");
+        let redis_url = match (
+            env.string("REDIS_URL"),
+            env.parse("REDIS_CLUSTER_NODES", redis_cluster_url)?,
+        ) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "REDIS_URL",
+                    "and REDIS_CLUSTER_NODES are both set; set REDIS_URL for one Redis or \
+                     REDIS_CLUSTER_NODES for a Redis Cluster, not both",
+                ));
+            }
+            (single, cluster) => single.or(cluster),
+        };
         let use_redis_sessions = env
             .parse("USE_REDIS_SESSIONS", parse_bool)?
             .unwrap_or(redis_url.is_some());
         if use_redis_sessions && redis_url.is_none() {
             return Err(ConfigError::new(
                 "USE_REDIS_SESSIONS",
-                "is true but REDIS_URL is not set",
+                "is true but neither REDIS_URL nor REDIS_CLUSTER_NODES is set",
             ));
         }
         let session_encryption_key = env.parse("SESSION_ENCRYPTION_KEY", parse_key)?;
@@ -342,6 +356,106 @@ fn parse_key(value: &str) -> Result<EncryptionKey, String> {
     }
 }
 
+/// Turns `REDIS_CLUSTER_NODES` (`host:port,host:port`, each optionally `redis://` or
+/// `rediss://` and with `user:password@`) into the `redis-cluster://` URL the Redis client
+/// takes: the first node in the authority, the others as `node=` parameters. Any node is
+/// only a seed: the client learns the whole topology from it. Credentials and TLS hold for
+/// the whole cluster, so entries must not disagree on them. Errors never echo credentials.
+fn redis_cluster_url(value: &str) -> Result<String, String> {
+    let mut tls = None;
+    let mut credentials: Option<&str> = None;
+    let mut nodes = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (entry_tls, rest) = if let Some(rest) = entry.strip_prefix("redis://") {
+            (Some(false), rest)
+        } else if let Some(rest) = entry.strip_prefix("rediss://") {
+            (Some(true), rest)
+        } else if entry.contains("://") {
+            return Err(
+                "nodes must be host:port, optionally with redis:// or rediss://".to_owned(),
+            );
+        } else {
+            (None, entry)
+        };
+        if let Some(entry_tls) = entry_tls {
+            if tls.is_some_and(|tls| tls != entry_tls) {
+                return Err("mixes redis:// and rediss:// nodes".to_owned());
+            }
+            tls = Some(entry_tls);
+        }
+        let (userinfo, address) = match rest.rsplit_once('@') {
+            Some((userinfo, address)) => (Some(userinfo), address),
+            None => (None, rest),
+        };
+        if let Some(userinfo) = userinfo {
+            if credentials.is_some_and(|c| c != userinfo) {
+                return Err("nodes carry different credentials; the cluster has one".to_owned());
+            }
+            credentials = Some(userinfo);
+        }
+        nodes.push(node_address(address.trim_end_matches('/'))?);
+    }
+    let Some((first, others)) = nodes.split_first() else {
+        return Err("lists no node; expected host:port,host:port".to_owned());
+    };
+    let scheme = if tls == Some(true) {
+        "rediss-cluster"
+    } else {
+        "redis-cluster"
+    };
+    let userinfo = credentials.map(|c| format!("{c}@")).unwrap_or_default();
+    let query = others
+        .iter()
+        .map(|node| format!("node={node}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let query = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{query}")
+    };
+    Ok(format!("{scheme}://{userinfo}{first}{query}"))
+}
+
+/// `host:port` (port 6379 when left out; IPv6 hosts in brackets), checked.
+fn node_address(address: &str) -> Result<String, String> {
+    let invalid = || format!("`{address}` is not host:port");
+    let (host, port) = match address.strip_prefix('[') {
+        Some(v6) => {
+            let (host, rest) = v6.split_once(']').ok_or_else(invalid)?;
+            let port = match rest {
+                "" => None,
+                rest => Some(rest.strip_prefix(':').ok_or_else(invalid)?),
+            };
+            (host, port)
+        }
+        None => match address.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (address, None),
+        },
+    };
+    let bracketed = address.starts_with('[');
+    if host.is_empty()
+        || host.contains(['/', '?', '#', ' ', '@', '&', '=', '[', ']'])
+        || (!bracketed && host.contains(':'))
+    {
+        return Err(invalid());
+    }
+    let port = match port {
+        None => 6379,
+        Some(port) => port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("`{address}` does not end in a valid port"))?,
+    };
+    Ok(if bracketed {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    })
+}
+
 fn parse_origin(value: &str) -> Result<HeaderValue, ConfigError> {
     let valid = (value.starts_with("http://") || value.starts_with("https://"))
         && !value.trim_end_matches('/').contains(['?', '#', ' '])
@@ -423,6 +537,63 @@ mod tests {
         assert_eq!(parse_key(&b64_key).expect("base64").0, [7u8; 32]);
         let err = parse_key("c2VjcmV0LXRoYXQtaXMtdG9vLXNob3J0").expect_err("too short");
         assert!(!err.contains("c2Vj"), "error leaked the key: {err}");
+    }
+
+    #[test]
+    fn redis_cluster_nodes_become_one_cluster_url() {
+        assert_eq!(
+            redis_cluster_url("10.0.0.1:7000, 10.0.0.2:7001,,10.0.0.3").as_deref(),
+            Ok("redis-cluster://10.0.0.1:7000?node=10.0.0.2:7001&node=10.0.0.3:6379")
+        );
+        assert_eq!(
+            redis_cluster_url("rediss://app:pw@a:7000,rediss://app:pw@b:7000").as_deref(),
+            Ok("rediss-cluster://app:pw@a:7000?node=b:7000")
+        );
+        assert_eq!(
+            redis_cluster_url("redis://:pw@[::1]:7000").as_deref(),
+            Ok("redis-cluster://:pw@[::1]:7000")
+        );
+        for bad in [
+            "",
+            " , ",
+            "a:0",
+            "a:port",
+            "http://a:7000",
+            "redis://a:1,rediss://b:2",
+            "a/0",
+            "::1:7000",
+        ] {
+            assert!(redis_cluster_url(bad).is_err(), "`{bad}` must be rejected");
+        }
+        let err =
+            redis_cluster_url("redis://:one@a:1,redis://:two@b:2").expect_err("two passwords");
+        assert!(!err.contains("one") && !err.contains("two"), "{err}");
+    }
+
+    #[test]
+    fn redis_url_and_redis_cluster_nodes_exclude_each_other() {
+        let key = "11".repeat(32);
+        let base = [
+            ("SESSION_ENCRYPTION_KEY", key.as_str()),
+            ("SESSION_SECRET", "a-cluster-wide-cookie-secret-0123456789"),
+        ];
+        let both = [
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+            ("REDIS_CLUSTER_NODES", "127.0.0.1:7000"),
+        ];
+        let err = config(&[&base[..], &both[..]].concat()).expect_err("both set");
+        assert!(
+            err.to_string().contains("REDIS_URL")
+                && err.to_string().contains("REDIS_CLUSTER_NODES"),
+            "{err}"
+        );
+        let c = config(&[&base[..], &[("REDIS_CLUSTER_NODES", "127.0.0.1:7000")][..]].concat())
+            .expect("a cluster alone is valid");
+        assert!(c.is_cluster() && c.use_redis_sessions);
+        assert_eq!(
+            c.redis_url.as_deref(),
+            Some("redis-cluster://127.0.0.1:7000")
+        );
     }
 
     #[test]

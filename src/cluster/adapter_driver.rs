@@ -9,16 +9,23 @@
 //! - two connections: `publisher` (PUBLISH, PUBSUB NUMSUB) and `subscriber` (SUBSCRIBE only),
 //!   both reconnecting forever with backoff;
 //! - `channels`: every channel the adapter subscribed to, with the sender of its stream;
-//! - on every (re)connection of the subscriber, all channels are subscribed again, so after a
-//!   restart the instance hears every broadcast channel, not a subset;
+//! - on every (re)connection of the subscriber, on every change of a cluster's topology, and
+//!   every second while the set is known to be incomplete, all channels are subscribed again,
+//!   so after a restart or a failover the instance hears every channel, not a subset;
 //! - `is_subscribed()` tells readiness whether the subscription set is live.
 //!
-//! This is the one seam between the adapter and Redis: replacing the transport (Redis
-//! Cluster sharded Pub/Sub, for example) means another implementation of `Driver` here.
+//! On a Redis Cluster the same driver uses sharded Pub/Sub (`SPUBLISH`/`SSUBSCRIBE`/`PUBSUB
+//! SHARDNUMSUB`): a channel lives on the shard that owns its hash slot, so a message is
+//! carried by that shard's master and replica only, where classic `PUBLISH` on a cluster is
+//! forwarded to every node. fred routes each sharded command to the channel's master, and
+//! after a failover (a replica promoted) or a reshard the channels are subscribed again on
+//! their new master. Subscribing is one command per channel there, since one command may
+//! only name channels of one slot.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
 
 use fred::prelude::*;
 use fred::types::Builder;
@@ -30,7 +37,58 @@ use super::redis::RedisError;
 /// Channels, and where their messages go.
 type Channels = RwLock<HashMap<String, mpsc::Sender<ChanItem>>>;
 
+/// How often an incomplete subscription set is repaired when no event triggered it.
+const REPAIR_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How the adapter's channels are carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    /// `PUBLISH`/`SUBSCRIBE`, on one Redis.
+    Classic,
+    /// `SPUBLISH`/`SSUBSCRIBE`, on a Redis Cluster: each channel on its own shard.
+    Sharded,
+}
+
+impl Transport {
+    async fn publish(self, client: &Client, chan: String, val: Vec<u8>) -> FredResult<()> {
+        let _: i64 = match self {
+            Self::Classic => client.publish(chan, val).await?,
+            Self::Sharded => client.spublish(chan, val).await?,
+        };
+        Ok(())
+    }
+
+    async fn subscribe(self, client: &Client, chans: Vec<String>) -> FredResult<()> {
+        match self {
+            Self::Classic => client.subscribe(chans).await,
+            Self::Sharded => {
+                for chan in chans {
+                    client.ssubscribe(chan).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn unsubscribe(self, client: &Client, chan: String) -> FredResult<()> {
+        match self {
+            Self::Classic => client.unsubscribe(chan).await,
+            Self::Sharded => client.sunsubscribe(chan).await,
+        }
+    }
+
+    /// Subscribers of `chan`: `[channel, count]` from `PUBSUB (SHARD)NUMSUB`.
+    async fn subscribers(self, client: &Client, chan: &str) -> FredResult<u64> {
+        let counts: Vec<fred::types::Value> = match self {
+            Self::Classic => client.pubsub_numsub(chan).await?,
+            Self::Sharded => client.pubsub_shardnumsub(chan).await?,
+        };
+        Ok(counts.get(1).and_then(|v| v.as_u64()).unwrap_or(0))
+    }
+}
+
 struct Shared {
+    transport: Transport,
     publisher: Client,
     subscriber: Client,
     channels: Channels,
@@ -53,13 +111,20 @@ impl std::fmt::Debug for ResilientDriver {
 }
 
 impl ResilientDriver {
-    /// Connects both clients and starts the message pump and the resubscriber.
+    /// Connects both clients and starts the message pump and the resubscriber; sharded
+    /// Pub/Sub when `builder` points at a Redis Cluster.
     pub async fn connect(builder: &Builder) -> Result<Self, RedisError> {
         let publisher = builder.build()?;
         let subscriber = builder.build()?;
         publisher.init().await?;
         subscriber.init().await?;
+        let transport = if subscriber.is_clustered() {
+            Transport::Sharded
+        } else {
+            Transport::Classic
+        };
         let shared = Arc::new(Shared {
+            transport,
             publisher,
             subscriber,
             channels: RwLock::default(),
@@ -70,8 +135,9 @@ impl ResilientDriver {
             shared.subscriber.message_rx(),
             Arc::downgrade(&shared),
         ));
-        tokio::spawn(resubscribe_on_reconnect(
+        tokio::spawn(keep_subscribed(
             shared.subscriber.reconnect_rx(),
+            shared.subscriber.cluster_change_rx(),
             Arc::downgrade(&shared),
         ));
         tokio::spawn(watch_errors(
@@ -86,6 +152,11 @@ impl ResilientDriver {
         self.0.subscribed.load(Ordering::SeqCst)
             && self.0.subscriber.is_connected()
             && self.0.publisher.is_connected()
+    }
+
+    /// Whether channels are sharded (`SSUBSCRIBE`), i.e. Redis is a cluster.
+    pub fn is_sharded(&self) -> bool {
+        self.0.transport == Transport::Sharded
     }
 
     /// Messages dropped because a consumer fell behind.
@@ -106,10 +177,7 @@ impl ResilientDriver {
 }
 
 /// Routes each incoming Pub/Sub message to its channel's stream.
-async fn pump(
-    mut messages: broadcast::Receiver<fred::types::Message>,
-    shared: std::sync::Weak<Shared>,
-) {
+async fn pump(mut messages: broadcast::Receiver<fred::types::Message>, shared: Weak<Shared>) {
     loop {
         let message = match messages.recv().await {
             Ok(message) => message,
@@ -142,36 +210,71 @@ async fn pump(
     }
 }
 
-/// After every reconnection, subscribes to every channel again.
-async fn resubscribe_on_reconnect(
+/// Subscribes every channel again after each reconnection and topology change, and keeps
+/// retrying while the set is incomplete (a failed resubscription is not followed by another
+/// event when the connection itself survived, e.g. a channel's master was still failing over).
+async fn keep_subscribed(
     mut reconnects: broadcast::Receiver<fred::prelude::Server>,
-    shared: std::sync::Weak<Shared>,
+    mut changes: broadcast::Receiver<Vec<fred::types::ClusterStateChange>>,
+    shared: Weak<Shared>,
 ) {
+    let mut repair = tokio::time::interval(REPAIR_INTERVAL);
+    repair.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        match reconnects.recv().await {
-            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-            Err(broadcast::error::RecvError::Closed) => return,
-        }
+        let cause = tokio::select! {
+            event = reconnects.recv() => match event {
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => Some("redis reconnected"),
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            event = changes.recv() => match event {
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                    Some("redis cluster topology changed")
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = repair.tick() => None,
+        };
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        let channels: Vec<String> = shared
-            .channels
-            .read()
-            .map(|c| c.keys().cloned().collect())
-            .unwrap_or_default();
-        match shared.subscriber.subscribe(channels.clone()).await {
-            Ok(()) => {
-                shared.subscribed.store(true, Ordering::SeqCst);
+        if cause.is_none() && shared.subscribed.load(Ordering::SeqCst) {
+            continue;
+        }
+        resubscribe(&shared, cause).await;
+    }
+}
+
+/// Subscribes every held channel; `cause` is `None` for a quiet periodic repair.
+async fn resubscribe(shared: &Shared, cause: Option<&str>) {
+    let channels: Vec<String> = shared
+        .channels
+        .read()
+        .map(|c| c.keys().cloned().collect())
+        .unwrap_or_default();
+    let count = channels.len();
+    match shared
+        .transport
+        .subscribe(&shared.subscriber, channels)
+        .await
+    {
+        Ok(()) => {
+            let was_subscribed = shared.subscribed.swap(true, Ordering::SeqCst);
+            if !was_subscribed || cause.is_some() {
                 tracing::info!(
-                    channels = channels.len(),
-                    "redis reconnected; adapter channels resubscribed"
+                    channels = count,
+                    cause = cause.unwrap_or("repair"),
+                    "adapter channels resubscribed"
                 );
             }
-            Err(err) => {
-                // The next reconnection tries again; readiness reports the gap meanwhile.
-                shared.subscribed.store(false, Ordering::SeqCst);
-                tracing::warn!(error = %err, "resubscribing adapter channels failed");
+        }
+        Err(err) => {
+            // Retried by the repair tick; readiness reports the gap meanwhile.
+            shared.subscribed.store(false, Ordering::SeqCst);
+            match cause {
+                Some(cause) => {
+                    tracing::warn!(error = %err, cause, "resubscribing adapter channels failed");
+                }
+                None => tracing::debug!(error = %err, "adapter channels still not resubscribed"),
             }
         }
     }
@@ -180,7 +283,7 @@ async fn resubscribe_on_reconnect(
 /// Marks the subscription set as lost when the subscriber connection fails.
 async fn watch_errors(
     mut errors: broadcast::Receiver<(fred::error::Error, Option<fred::prelude::Server>)>,
-    shared: std::sync::Weak<Shared>,
+    shared: Weak<Shared>,
 ) {
     loop {
         match errors.recv().await {
@@ -201,8 +304,11 @@ impl Driver for ResilientDriver {
     type Error = RedisError;
 
     async fn publish(&self, chan: String, val: Vec<u8>) -> Result<(), Self::Error> {
-        let _: i64 = self.0.publisher.publish(chan, val).await?;
-        Ok(())
+        Ok(self
+            .0
+            .transport
+            .publish(&self.0.publisher, chan, val)
+            .await?)
     }
 
     async fn subscribe(
@@ -215,7 +321,10 @@ impl Driver for ResilientDriver {
         if let Ok(mut channels) = self.0.channels.write() {
             channels.insert(chan.clone(), tx);
         }
-        self.0.subscriber.subscribe(chan).await?;
+        self.0
+            .transport
+            .subscribe(&self.0.subscriber, vec![chan])
+            .await?;
         Ok(MessageStream::new(rx))
     }
 
@@ -223,13 +332,19 @@ impl Driver for ResilientDriver {
         if let Ok(mut channels) = self.0.channels.write() {
             channels.remove(&chan);
         }
-        self.0.subscriber.unsubscribe(chan).await?;
-        Ok(())
+        Ok(self
+            .0
+            .transport
+            .unsubscribe(&self.0.subscriber, chan)
+            .await?)
     }
 
     async fn num_serv(&self, chan: &str) -> Result<u16, Self::Error> {
-        let counts: Vec<fred::types::Value> = self.0.publisher.pubsub_numsub(chan).await?;
-        let count = counts.get(1).and_then(|v| v.as_u64()).unwrap_or(0);
+        let count = self
+            .0
+            .transport
+            .subscribers(&self.0.publisher, chan)
+            .await?;
         Ok(u16::try_from(count).unwrap_or(u16::MAX))
     }
 }

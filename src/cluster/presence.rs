@@ -1,16 +1,22 @@
 //! Room presence across instances, in Redis.
 //!
-//! Keys:
-//! - `roomcast:presence:room:<room>`: hash `user id → sockets in the room, cluster-wide`;
+//! Keys (all with the hash tag `{presence}`, see below):
+//! - `roomcast:{presence}:room:<room>`: hash `user id → sockets in the room, cluster-wide`;
 //!   the member count is its length.
-//! - `roomcast:presence:rooms`: set of rooms with at least one member (for `/api/rooms`).
-//! - `roomcast:presence:instance:<instance>`: hash `<room>|<user> → sockets` that this
+//! - `roomcast:{presence}:rooms`: set of rooms with at least one member (for `/api/rooms`).
+//! - `roomcast:{presence}:instance:<instance>`: hash `<room>|<user> → sockets` that this
 //!   instance contributed, so that its contributions can be withdrawn as a whole: at start
 //!   (a restarted instance reusing its id) and when an instance dies (see `forget_instance`).
 //!
-//! - `roomcast:presence:version:<room>`: a counter bumped on every change of the member set.
-//! - `roomcast:presence:window:<room>`: the cluster-wide one-second window of `presence`
+//! - `roomcast:{presence}:version:<room>`: a counter bumped on every change of the member set.
+//! - `roomcast:{presence}:window:<room>`: the cluster-wide one-second window of `presence`
 //!   events; it holds the version the last event announced.
+//!
+//! On a Redis Cluster a script may only touch keys of one hash slot, and a join touches the
+//! room, the instance's hash and the room set at once, so every presence key carries the same
+//! hash tag and lives on one shard. Presence costs a script per join and leave, not per
+//! message, so one shard carries it easily; sessions, rate limits and opt-outs (one key per
+//! command) spread over all shards.
 //!
 //! Joins and leaves are Lua scripts, so the room hash and the instance hash never disagree.
 //! Every instance coalesces its own changes, and the window makes the limit of one `presence`
@@ -27,7 +33,7 @@ use super::redis::{Redis, RedisError};
 use crate::domain::{RoomName, UserId};
 use crate::realtime::presence::{Gate, PresenceChange};
 
-const ROOMS_KEY: &str = "roomcast:presence:rooms";
+const ROOMS_KEY: &str = "roomcast:{presence}:rooms";
 
 const JOIN: &str = r#"
 local n = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
@@ -90,22 +96,22 @@ redis.call('DEL', KEYS[1])
 return #entries / 2
 "#;
 
-const ROOM_PREFIX: &str = "roomcast:presence:room:";
+const ROOM_PREFIX: &str = "roomcast:{presence}:room:";
 
 fn room_key(room: &str) -> String {
     format!("{ROOM_PREFIX}{room}")
 }
 
 fn version_key(room: &str) -> String {
-    format!("roomcast:presence:version:{room}")
+    format!("roomcast:{{presence}}:version:{room}")
 }
 
 fn window_key(room: &str) -> String {
-    format!("roomcast:presence:window:{room}")
+    format!("roomcast:{{presence}}:window:{room}")
 }
 
 fn instance_key(instance: &str) -> String {
-    format!("roomcast:presence:instance:{instance}")
+    format!("roomcast:{{presence}}:instance:{instance}")
 }
 
 /// Presence counts in Redis, contributed by one instance.

@@ -7,6 +7,14 @@
 //! are accepted as they are. fred handles Pub/Sub on RESP2 connections, so no `?protocol=resp3`
 //! is needed (the `redis` crate's adapter driver would need RESP3 for push messages).
 //!
+//! A Redis Cluster is the same code on another URL: `REDIS_CLUSTER_NODES` becomes a
+//! `redis-cluster://` URL (see `config`), fred discovers the topology from any seed node,
+//! routes each command to the master of its key's hash slot, follows `MOVED`/`ASK`
+//! redirections, and re-reads the topology after a failover or a reshard. What roomcast must
+//! do itself is keep multi-key operations (Lua scripts) inside one hash slot, which the key
+//! names do with hash tags (`presence`), and use sharded Pub/Sub for the adapter
+//! (`adapter_driver`).
+//!
 //! Every command has a 2 s deadline and reconnection runs forever with exponential backoff
 //! (100 ms … 2 s): while Redis is down, callers get an error within the deadline and map it
 //! to `unavailable`; when Redis is back, the same clients carry on.
@@ -66,10 +74,23 @@ impl Redis {
         self.pool.next()
     }
 
-    /// Round-trip time of a PING.
+    /// Whether this is a Redis Cluster (`REDIS_CLUSTER_NODES`).
+    pub fn is_clustered(&self) -> bool {
+        self.pool.next().is_clustered()
+    }
+
+    /// Round-trip time of the readiness probe: a PING on one Redis; on a cluster, `CLUSTER
+    /// INFO` on every master, each of which must report `cluster_state:ok`. A cluster with a
+    /// failed master (until its replica is promoted) or without full slot coverage refuses
+    /// keys, so answering PING alone would report an outage as healthy.
     pub async fn ping(&self) -> Result<Duration, RedisError> {
         let started = Instant::now();
-        let _: String = self.pool.next().ping(None).await?;
+        let client = self.pool.next();
+        if client.is_clustered() {
+            check_cluster(client).await?;
+        } else {
+            let _: String = client.ping(None).await?;
+        }
         Ok(started.elapsed())
     }
 
@@ -77,4 +98,36 @@ impl Redis {
     pub async fn close(&self) {
         let _ = self.pool.quit().await;
     }
+}
+
+/// Asks every master the client knows of whether the cluster serves all its slots.
+async fn check_cluster(client: &Client) -> Result<(), RedisError> {
+    let masters = client
+        .cached_cluster_state()
+        .map(|state| state.unique_primary_nodes())
+        .unwrap_or_default();
+    if masters.is_empty() {
+        return Err(cluster_error(
+            "the cluster topology is not known yet".to_owned(),
+        ));
+    }
+    for master in masters {
+        let info: String = client
+            .with_cluster_node(master.clone())
+            .cluster_info()
+            .await?;
+        if !info.lines().any(|line| line.trim() == "cluster_state:ok") {
+            return Err(cluster_error(format!(
+                "cluster_state is not ok on {master}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn cluster_error(details: String) -> RedisError {
+    RedisError(fred::error::Error::new(
+        fred::error::ErrorKind::Cluster,
+        details,
+    ))
 }

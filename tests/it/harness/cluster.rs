@@ -19,6 +19,33 @@ pub fn new_key() -> String {
     base64::engine::general_purpose::STANDARD.encode(key)
 }
 
+/// The environment of cluster-mode instance `i` (0-based): its id, Redis (`redis`: the
+/// variable, `REDIS_URL` or `REDIS_CLUSTER_NODES`, and its value), the database and the
+/// secrets every instance shares.
+pub fn instance_env(
+    i: usize,
+    redis: (&str, String),
+    database_url: String,
+    key: &str,
+) -> Vec<(String, String)> {
+    vec![
+        ("INSTANCE_ID".to_owned(), format!("web-{}", i + 1)),
+        (redis.0.to_owned(), redis.1),
+        ("DATABASE_URL".to_owned(), database_url),
+        ("SESSION_SECRET".to_owned(), CLUSTER_SECRET.to_owned()),
+        ("SESSION_ENCRYPTION_KEY".to_owned(), key.to_owned()),
+        ("SHUTDOWN_TIMEOUT_SECS".to_owned(), "10".to_owned()),
+    ]
+}
+
+/// Starts one instance with `env` and waits until it is ready.
+pub async fn start_instance(env: &[(String, String)]) -> RoomcastProcess {
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let process = RoomcastProcess::start(&pairs).await;
+    process.wait_ready(Duration::from_secs(30)).await;
+    process
+}
+
 /// Redis + PostgreSQL + N instances.
 pub struct TestCluster {
     /// The shared Redis.
@@ -59,17 +86,8 @@ impl TestCluster {
 
     /// Environment of instance `i` (0-based) plus `extra`.
     fn env(&self, i: usize, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-        let mut env = vec![
-            ("INSTANCE_ID".to_owned(), format!("web-{}", i + 1)),
-            (
-                "REDIS_URL".to_owned(),
-                self.redis_url.clone().unwrap_or_else(|| self.redis.url()),
-            ),
-            ("DATABASE_URL".to_owned(), self.postgres.url()),
-            ("SESSION_SECRET".to_owned(), CLUSTER_SECRET.to_owned()),
-            ("SESSION_ENCRYPTION_KEY".to_owned(), self.key.clone()),
-            ("SHUTDOWN_TIMEOUT_SECS".to_owned(), "10".to_owned()),
-        ];
+        let redis_url = self.redis_url.clone().unwrap_or_else(|| self.redis.url());
+        let mut env = instance_env(i, ("REDIS_URL", redis_url), self.postgres.url(), &self.key);
         env.extend(
             extra
                 .iter()
@@ -79,11 +97,7 @@ impl TestCluster {
     }
 
     async fn spawn(&self, i: usize, extra: &[(&str, &str)]) -> RoomcastProcess {
-        let env = self.env(i, extra);
-        let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let process = RoomcastProcess::start(&pairs).await;
-        process.wait_ready(Duration::from_secs(20)).await;
-        process
+        start_instance(&self.env(i, extra)).await
     }
 
     /// Starts one more instance (`web-<n+1>`) with the current settings.

@@ -4,6 +4,7 @@
 pub mod actor;
 pub mod cluster;
 pub mod process;
+pub mod redis_cluster;
 pub mod services;
 
 use std::collections::HashMap;

@@ -755,7 +755,7 @@ fn running_as_root() -> bool {
 /// Runs `command` to completion within `timeout` (killing it otherwise) without blocking the
 /// runtime. Output goes to temp files, not pipes: `pg_ctl start` leaves a daemon behind, and a
 /// daemon that inherited a pipe would keep a pipe reader waiting forever.
-async fn run(mut command: Command, timeout: Duration) -> io::Result<Output> {
+pub async fn run(mut command: Command, timeout: Duration) -> io::Result<Output> {
     let (mut stdout, mut stderr) = capture(&mut command)?;
     let description = format!("{command:?}");
     let mut child = tokio::process::Command::from(command)
@@ -824,7 +824,7 @@ fn timed_out(description: &str, timeout: Duration) -> io::Error {
 }
 
 /// Exit status and both output streams, for panic messages.
-fn describe(output: &Output) -> String {
+pub fn describe(output: &Output) -> String {
     format!(
         "{}\n--- stdout ---\n{}\n--- stderr ---\n{}",
         output.status,
