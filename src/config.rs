@@ -566,8 +566,8 @@ mod tests {
             assert!(redis_cluster_url(bad).is_err(), "`{bad}` must be rejected");
         }
         let err =
-            redis_cluster_url("redis://:one@a:1,redis://:two@b:2").expect_err("two passwords");
-        assert!(!err.contains("one") && !err.contains("two"), "{err}");
+            redis_cluster_url("redis://:pw-a@a:1,redis://:pw-b@b:2").expect_err("two passwords");
+        assert!(!err.contains("pw-"), "{err}");
     }
 
     #[test]
