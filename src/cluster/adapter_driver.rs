@@ -20,7 +20,9 @@
 //! forwarded to every node. fred routes each sharded command to the channel's master, and
 //! after a failover (a replica promoted) or a reshard the channels are subscribed again on
 //! their new master. Subscribing is one command per channel there, since one command may
-//! only name channels of one slot.
+//! only name channels of one slot. A reshard moves a slot without breaking any connection,
+//! so on a cluster the subscriber also re-reads the slot map every few seconds and subscribes
+//! again after it (a no-op for channels that stayed where they were).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -39,6 +41,10 @@ type Channels = RwLock<HashMap<String, mpsc::Sender<ChanItem>>>;
 
 /// How often an incomplete subscription set is repaired when no event triggered it.
 const REPAIR_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the subscriber re-reads a cluster's slot map. A master that loses a slot in a
+/// reshard drops that slot's shard subscriptions with a push fred does not report, and the
+/// subscriber sends no command that a `MOVED` could redirect, so only a fresh slot map tells.
+const TOPOLOGY_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How the adapter's channels are carried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,6 +226,8 @@ async fn keep_subscribed(
 ) {
     let mut repair = tokio::time::interval(REPAIR_INTERVAL);
     repair.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut topology = tokio::time::interval(TOPOLOGY_CHECK_INTERVAL);
+    topology.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let cause = tokio::select! {
             event = reconnects.recv() => match event {
@@ -233,6 +241,18 @@ async fn keep_subscribed(
                 Err(broadcast::error::RecvError::Closed) => return,
             },
             _ = repair.tick() => None,
+            _ = topology.tick() => {
+                let Some(shared) = shared.upgrade() else {
+                    return;
+                };
+                if shared.transport == Transport::Sharded {
+                    // Answered by a topology change event, which resubscribes.
+                    if let Err(err) = shared.subscriber.sync_cluster().await {
+                        tracing::debug!(error = %err, "re-reading the cluster slot map failed");
+                    }
+                }
+                continue;
+            }
         };
         let Some(shared) = shared.upgrade() else {
             return;
@@ -259,12 +279,12 @@ async fn resubscribe(shared: &Shared, cause: Option<&str>) {
     {
         Ok(()) => {
             let was_subscribed = shared.subscribed.swap(true, Ordering::SeqCst);
-            if !was_subscribed || cause.is_some() {
-                tracing::info!(
-                    channels = count,
-                    cause = cause.unwrap_or("repair"),
-                    "adapter channels resubscribed"
-                );
+            let cause = cause.unwrap_or("repair");
+            if was_subscribed {
+                // Routine: the periodic slot-map check ends here every few seconds.
+                tracing::debug!(channels = count, cause, "adapter channels resubscribed");
+            } else {
+                tracing::info!(channels = count, cause, "adapter channels resubscribed");
             }
         }
         Err(err) => {

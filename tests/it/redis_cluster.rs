@@ -109,6 +109,21 @@ async fn crosstalk(urls: &str) -> Result<String, String> {
     .await
 }
 
+/// Retries the probe until a message crosses instances again, within `RECOVERY`.
+async fn crosstalk_recovers(deployment: &RedisClusterDeployment, after: &str) {
+    let deadline = tokio::time::Instant::now() + RECOVERY;
+    loop {
+        match crosstalk(&deployment.urls()).await {
+            Ok(_) => return,
+            Err(report) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "broadcasts must cross instances again after {after}: {report}\n--- web-1 ---\n{}",
+                deployment.instances[0].output()
+            ),
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_cluster_suite_passes_on_a_redis_cluster_with_sharded_pubsub() {
     let deployment = RedisClusterDeployment::start(3).await;
@@ -241,17 +256,7 @@ async fn a_killed_master_fails_over_and_the_instances_carry_on_with_replicated_s
     assert_ne!(promoted, victim, "the killed node cannot serve the channel");
     wait_sharded_subscribers(&deployment.redis, 2).await;
 
-    let deadline = tokio::time::Instant::now() + RECOVERY;
-    loop {
-        match crosstalk(&urls).await {
-            Ok(_) => break,
-            Err(report) => assert!(
-                tokio::time::Instant::now() < deadline,
-                "broadcasts must cross instances again after the failover: {report}\n--- web-1 ---\n{}",
-                deployment.instances[0].output()
-            ),
-        }
-    }
+    crosstalk_recovers(&deployment, "the failover").await;
     let (status, body) = me(&replicated, deployment.url(1)).await;
     assert_eq!(
         status,
@@ -264,4 +269,25 @@ async fn a_killed_master_fails_over_and_the_instances_carry_on_with_replicated_s
         StatusCode::OK,
         "logins work again after the failover"
     );
+}
+
+#[tokio::test]
+async fn a_resharded_broadcast_channel_is_followed_to_its_new_master() {
+    let deployment = RedisClusterDeployment::start(2).await;
+    crosstalk(&deployment.urls())
+        .await
+        .expect("broadcasts cross instances before the reshard");
+    let redis = &deployment.redis;
+    let from = redis.master_of(BROADCAST_CHANNEL);
+    let to = redis
+        .masters()
+        .into_iter()
+        .find(|&m| m != from)
+        .expect("another master");
+
+    // The old master drops the slot's shard subscriptions; the instances find the channel's
+    // new master from the slot map and subscribe there.
+    redis.move_slot_of(BROADCAST_CHANNEL, to).await;
+    wait_sharded_subscribers(redis, 2).await;
+    crosstalk_recovers(&deployment, "the reshard").await;
 }

@@ -116,10 +116,55 @@ impl RedisCluster {
 
     /// The live master serving `key`'s slot (the others answer `MOVED`).
     pub fn master_of(&self, key: &str) -> usize {
-        self.masters()
-            .into_iter()
-            .find(|&i| !self.command(i, &["TYPE", key]).starts_with("MOVED"))
+        self.owner_of(key)
             .unwrap_or_else(|| panic!("no live master serves the slot of `{key}`"))
+    }
+
+    fn owner_of(&self, key: &str) -> Option<usize> {
+        self.masters().into_iter().find(|&i| {
+            let reply = self.command(i, &["TYPE", key]);
+            !reply.starts_with("MOVED") && !reply.starts_with("ASK")
+        })
+    }
+
+    /// Moves the slot of `key`, with its keys, to master `to`: the steps `redis-cli --cluster
+    /// reshard` takes for each slot (IMPORTING/MIGRATING, MIGRATE, SETSLOT NODE).
+    pub async fn move_slot_of(&self, key: &str, to: usize) {
+        let from = self.master_of(key);
+        assert_ne!(from, to, "`{key}` is already on node {to}");
+        let slot = self.command(from, &["CLUSTER", "KEYSLOT", key]);
+        let from_id = self.command(from, &["CLUSTER", "MYID"]);
+        let to_id = self.command(to, &["CLUSTER", "MYID"]);
+        let ok = |reply: String, step: &str| assert_eq!(reply.trim(), "OK", "{step}: {reply}");
+        ok(
+            self.command(to, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]),
+            "IMPORTING",
+        );
+        ok(
+            self.command(from, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]),
+            "MIGRATING",
+        );
+        let port = self.nodes[to].port().to_string();
+        loop {
+            let listed = self.command(from, &["CLUSTER", "GETKEYSINSLOT", &slot, "100"]);
+            let keys: Vec<&str> = listed.lines().filter(|k| !k.is_empty()).collect();
+            if keys.is_empty() {
+                break;
+            }
+            let mut migrate = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+            migrate.extend(keys);
+            ok(self.command(from, &migrate), "MIGRATE");
+        }
+        for i in [to, from] {
+            ok(
+                self.command(i, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]),
+                "SETSLOT NODE",
+            );
+        }
+        self.wait_until("the slot moves", |c| {
+            c.owner_of(key) == Some(to) && c.is_healthy()
+        })
+        .await;
     }
 
     /// The keys stored on node `i`.
