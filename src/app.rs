@@ -76,6 +76,19 @@ type ClusterAdapter = CustomRedisAdapter<socketioxide::adapter::Emitter, Resilie
 async fn connect_cluster(url: &str, config: &Config) -> Result<Cluster, StartError> {
     let redis = Redis::connect(url, 4).await?;
     let driver = ResilientDriver::connect(&crate::cluster::redis::builder(url)?).await?;
+    tracing::info!(
+        redis = if redis.is_clustered() {
+            "cluster"
+        } else {
+            "single"
+        },
+        pubsub = if driver.is_sharded() {
+            "sharded"
+        } else {
+            "classic"
+        },
+        "redis connected"
+    );
     let instance = config.instance_id.to_string();
     Ok(Cluster {
         presence: RedisPresence::new(redis.clone(), instance.clone()).await?,

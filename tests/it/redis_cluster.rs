@@ -142,6 +142,18 @@ async fn the_cluster_suite_passes_on_a_redis_cluster_with_sharded_pubsub() {
 
     // Broadcasts ride sharded Pub/Sub: every instance listens on the shard that owns the
     // channel, and no node carries a classic subscription.
+    for instance in &deployment.instances {
+        assert!(
+            instance
+                .wait_for_line("redis connected", Duration::from_secs(5))
+                .await
+                .is_some_and(
+                    |line| line.contains("redis=cluster") && line.contains("pubsub=sharded")
+                ),
+            "the instance logs that it runs on a cluster with sharded Pub/Sub:\n{}",
+            instance.output()
+        );
+    }
     wait_sharded_subscribers(redis, 3).await;
     for i in redis.live() {
         let classic = subscribers(redis, i, "NUMSUB", BROADCAST_CHANNEL);
