@@ -8,6 +8,7 @@ use std::time::Duration;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
+use crate::harness::process::run_to_exit;
 use crate::harness::redis_cluster::{RedisCluster, RedisClusterDeployment};
 use crate::harness::{ADMIN_TOKEN, PASSWORD, browser, register_and_login, run_node, username};
 
@@ -302,4 +303,21 @@ async fn a_resharded_broadcast_channel_is_followed_to_its_new_master() {
     redis.move_slot_of(BROADCAST_CHANNEL, to).await;
     wait_sharded_subscribers(redis, 2).await;
     crosstalk_recovers(&deployment, "the reshard").await;
+}
+
+#[tokio::test]
+async fn redis_url_and_redis_cluster_nodes_together_stop_the_start_naming_both() {
+    let (code, output) = run_to_exit(&[
+        ("REDIS_URL", "redis://127.0.0.1:6379"),
+        ("REDIS_CLUSTER_NODES", "127.0.0.1:7000,127.0.0.1:7001"),
+    ])
+    .await;
+    assert_eq!(code, Some(2), "{output}");
+    assert!(
+        output.contains("REDIS_URL") && output.contains("REDIS_CLUSTER_NODES"),
+        "the message names both variables: {output}"
+    );
+    let (code, output) = run_to_exit(&[("REDIS_CLUSTER_NODES", "http://127.0.0.1:7000")]).await;
+    assert_eq!(code, Some(2), "{output}");
+    assert!(output.contains("REDIS_CLUSTER_NODES"), "{output}");
 }
