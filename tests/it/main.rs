@@ -14,3 +14,4 @@ mod hostile;
 mod http_errors;
 mod identity;
 mod process;
+mod recovery;
