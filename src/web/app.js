@@ -2,6 +2,7 @@
 // Every user-supplied string reaches the DOM through textContent or text nodes only.
 
 import { io } from '/assets/socketio.js';
+import { RoomStream } from '/assets/room_stream.js';
 
 const ROOM_RE = /^[a-z0-9_-]{1,64}$/;
 const USERNAME_RE = /^[a-zA-Z0-9_.-]{3,32}$/;
@@ -67,6 +68,10 @@ const ui = {
 const state = {
   me: null,
   socket: null,
+  // Exactly-once, in-order message delivery per room across reconnects (see room_stream.js).
+  stream: null,
+  // Rooms the current connection's handshake asked to resume.
+  resumed: new Set(),
   everConnected: false,
   connection: 'idle', // idle | connecting | connected | reconnecting | draining | offline
   reconnectAttempt: 0,
@@ -543,6 +548,8 @@ function endSession() {
     state.socket.disconnect();
     state.socket = null;
   }
+  state.stream = null;
+  state.resumed = new Set();
   clearInterval(state.roomsTimer);
   clearInterval(state.typingTimer);
   state.roomsTimer = state.typingTimer = null;
@@ -585,8 +592,25 @@ async function stillLoggedIn() {
 /* ---------- socket ---------- */
 
 function connectSocket() {
-  const socket = io({ autoConnect: false, ackTimeout: 10000 });
+  const stream = new RoomStream({
+    deliver: (_room, message) => onMessage(message),
+    requestResume: (room, last) => {
+      if (state.socket === socket && socket.connected) socket.emit('resume', { rooms: { [room]: last } });
+    },
+  });
+  const socket = io({
+    autoConnect: false,
+    ackTimeout: 10000,
+    // Every (re)connect names the rooms this page has and the last seq it shows of each, so
+    // any instance can put it back in them and replay what it missed.
+    auth: () => {
+      const resume = stream.resumeState();
+      state.resumed = new Set(Object.keys(resume));
+      return { resume };
+    },
+  });
   state.socket = socket;
+  state.stream = stream;
   const mine = (fn) => (...args) => {
     if (state.socket === socket) fn(...args);
   };
@@ -598,7 +622,30 @@ function connectSocket() {
     state.reconnectAttempt = attempt;
     setConnection(state.connection === 'draining' ? 'draining' : 'reconnecting');
   }));
-  socket.on('message', mine(onMessage));
+  socket.on('message', mine((message) => {
+    if (state.rooms.has(message?.room)) stream.receive(message);
+  }));
+  socket.on('resume:messages', mine((batch) => stream.replayed(batch)));
+  socket.on('resume:done', mine((done) => {
+    stream.done(done);
+    roomRestored(done?.room);
+  }));
+  socket.on('resume:reload', mine((reload) => {
+    stream.reload(reload);
+    // Too much was missed: reload the room's history (a join of a room one is in answers
+    // with the latest page), then go on live.
+    const room = state.rooms.get(reload?.room);
+    if (room) sendJoin(room, { rejoin: true });
+  }));
+  socket.on('resume:error', mine((data) => {
+    if (typeof data?.room === 'string') {
+      stream.failed(data.room);
+      roomRestored(data.room);
+      return;
+    }
+    // The whole resume was refused: join the rooms the ordinary way.
+    for (const room of state.rooms.values()) sendJoin(room, { rejoin: true });
+  }));
   socket.on('presence', mine(onPresence));
   socket.on('typing', mine(onTyping));
   socket.on('notification', mine(onNotification));
@@ -617,7 +664,11 @@ function onConnect() {
   state.everConnected = true;
   state.reconnectAttempt = 0;
   setConnection('connected');
-  for (const room of state.rooms.values()) sendJoin(room, { rejoin: reconnect });
+  // Rooms in the resume handshake are rejoined by the server (`resume:done` follows); the
+  // others (never joined yet) are joined now.
+  for (const room of state.rooms.values()) {
+    if (!state.resumed.has(room.name)) sendJoin(room, { rejoin: reconnect });
+  }
   if (reconnect) {
     // The HTTP side may now be served by another instance too.
     stillLoggedIn();
@@ -774,6 +825,7 @@ async function sendJoin(room, { rejoin }) {
     return;
   }
   room.status = 'joined';
+  state.stream?.baseline(room.name, ack.seq);
   if (typeof ack.members === 'number') room.members = ack.members;
   const firstJoin = !room.everJoined;
   room.everJoined = true;
@@ -784,6 +836,15 @@ async function sendJoin(room, { rejoin }) {
   renderDirectory();
   if (room.name === state.active) renderRoomHeader();
   if (firstJoin && !rejoin) track('room_joined', { room: room.name });
+}
+
+/** A resumed room is back: the server rejoined it and replayed what was missed. */
+function roomRestored(name) {
+  const room = state.rooms.get(name);
+  if (!room || room.status === 'joined') return;
+  room.status = 'joined';
+  renderJoined();
+  if (room.name === state.active) renderRoomHeader();
 }
 
 /** Merge a join-ack history (oldest first) without duplicating messages already shown. */
@@ -830,6 +891,7 @@ ui.leaveBtn.addEventListener('click', () => {
 
 function dropRoom(name) {
   state.rooms.delete(name);
+  state.stream?.forget(name);
   if (state.active === name) {
     state.active = null;
     renderActive();
