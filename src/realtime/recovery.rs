@@ -11,7 +11,8 @@
 //! 2. reads what the client missed from the database: seq `last+1` up to the newest, which
 //!    covers everything committed before step 1 (seqs commit in order);
 //! 3. sends it as `resume:messages {room, messages}` batches, oldest first, then
-//!    `resume:done {room, seq}`: every message up to `seq` has now been sent to the socket.
+//!    `resume:done {room, seq, members}`: every message up to `seq` has now been sent to the
+//!    socket.
 //!
 //! A message committed between steps 1 and 2 can arrive twice (replayed and live), and live
 //! messages can arrive before or between replay batches. The client rule in the README makes
@@ -21,7 +22,7 @@
 //! The window is bounded: a client that missed more than `RECOVERY_MAX_MESSAGES`, or whose
 //! first missed message is older than `RECOVERY_WINDOW_SECS` (so it was away at least that
 //! long), or whose seq is ahead of the room's (a reset database), gets
-//! `resume:reload {room, seq, reason}` instead: it is back in the room, with live messages
+//! `resume:reload {room, seq, reason, members}` instead: it is back in the room, with live messages
 //! after `seq`, and should reload the room's history.
 
 use std::time::Duration;
@@ -224,6 +225,8 @@ fn send<A: Adapter>(socket: &SocketRef<A>, event: &str, data: &Value) -> Result<
 /// cannot be read (the client retries with a `resume` event).
 pub async fn replay<A: Adapter>(socket: &SocketRef<A>, app: &AppState, request: &ResumeRequest) {
     for (room, last) in &request.rooms {
+        // The count a join ack would carry; a presence outage only leaves it out.
+        let members = app.presence.members(room.as_str()).await.ok();
         let outcome = match plan(app, room, *last).await {
             Ok(Recovery::Replay { messages, seq }) => {
                 let count = messages.len();
@@ -237,7 +240,11 @@ pub async fn replay<A: Adapter>(socket: &SocketRef<A>, app: &AppState, request: 
                         )
                     })
                     .and_then(|()| {
-                        send(socket, "resume:done", &json!({"room": room, "seq": seq}))
+                        send(
+                            socket,
+                            "resume:done",
+                            &json!({"room": room, "seq": seq, "members": members}),
+                        )
                     })
                     .map(|()| {
                         tracing::debug!(room = %room, from = last, to = seq, count, "room recovered");
@@ -248,7 +255,7 @@ pub async fn replay<A: Adapter>(socket: &SocketRef<A>, app: &AppState, request: 
                 send(
                     socket,
                     "resume:reload",
-                    &json!({"room": room, "seq": seq, "reason": reason}),
+                    &json!({"room": room, "seq": seq, "reason": reason, "members": members}),
                 )
             }
             Err(err) => {

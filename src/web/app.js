@@ -628,7 +628,7 @@ function connectSocket() {
   socket.on('resume:messages', mine((batch) => stream.replayed(batch)));
   socket.on('resume:done', mine((done) => {
     stream.done(done);
-    roomRestored(done?.room);
+    roomRestored(done?.room, done?.members);
   }));
   socket.on('resume:reload', mine((reload) => {
     stream.reload(reload);
@@ -839,11 +839,16 @@ async function sendJoin(room, { rejoin }) {
 }
 
 /** A resumed room is back: the server rejoined it and replayed what was missed. */
-function roomRestored(name) {
+function roomRestored(name, members) {
   const room = state.rooms.get(name);
-  if (!room || room.status === 'joined') return;
+  if (!room) return;
+  if (typeof members === 'number') {
+    room.members = members;
+    updateDirectoryCount(name, members);
+  }
   room.status = 'joined';
   renderJoined();
+  renderDirectory();
   if (room.name === state.active) renderRoomHeader();
 }
 
