@@ -18,8 +18,9 @@ const WAIT_MS = 15_000;
  * @param {number} options.start index of the first instance
  * @param {string} options.cookie session cookie
  * @param {string} [options.name] label in failures
+ * @param {string} [options.transport] `websocket` or `polling`
  */
-export function recoveringClient({ urls, start = 0, cookie, name = 'client' }) {
+export function recoveringClient({ urls, start = 0, cookie, name = 'client', transport = 'websocket' }) {
   let index = start;
   const delivered = new Map(); // room -> messages delivered by the stream, in order
   const stats = {
@@ -43,7 +44,7 @@ export function recoveringClient({ urls, start = 0, cookie, name = 'client' }) {
     },
   });
   socket = io(urls[index], {
-    transports: ['websocket'],
+    transports: [transport],
     extraHeaders: { cookie },
     forceNew: true,
     timeout: WAIT_MS,

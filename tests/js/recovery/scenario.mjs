@@ -9,8 +9,9 @@
 //   during_replay  the same, three times, while senders keep writing through the replays
 //   window         RECOVERY_WINDOW_SECS=2, RECOVERY_MAX_MESSAGES=50: past the window or over
 //                  the count the client gets `resume:reload`; a bad resume gets `resume:error`
-//   drain          clients on web-1 while senders on the others keep writing; prints READY,
-//                  the caller sends SIGTERM to web-1; all clients recover on the others
+//   drain          clients on web-1 (WebSocket and long-polling) while senders on the others
+//                  keep writing; prints READY, the caller sends SIGTERM to web-1; all clients
+//                  recover on the others
 // Prints `RESULT <json>` and exits 0, or prints the failure and exits 1.
 import { io } from 'socket.io-client';
 import { createUser, emitAck, nextEvent, sleep, uniqueRoom, show, closeAllSockets } from '../harness.mjs';
@@ -49,9 +50,9 @@ async function sender(i, room, label) {
 }
 
 /** A recovering client of a new user, connected to instance `i` and in `room`. */
-async function receiver(i, room, name) {
+async function receiver(i, room, name, transport = 'websocket') {
   const user = await createUser(URLS[i], name);
-  const client = recoveringClient({ urls: URLS, start: i, cookie: user.cookie, name });
+  const client = recoveringClient({ urls: URLS, start: i, cookie: user.cookie, name, transport });
   clients.push(client);
   await client.connected();
   const ack = await client.join(room);
@@ -204,7 +205,11 @@ async function window() {
 async function drain() {
   const room = uniqueRoom('drain');
   const receivers = [];
-  for (let n = 0; n < 6; n++) receivers.push(await receiver(0, room, `drained${n}`));
+  // Half over WebSocket, half over long-polling, as browsers behind some proxies are.
+  for (let n = 0; n < 6; n++) {
+    const transport = n % 2 === 0 ? 'websocket' : 'polling';
+    receivers.push(await receiver(0, room, `drained${n}${transport[0]}`, transport));
+  }
   const senders = [await sender(1, room, 'web2drain'), await sender(2, room, 'web3drain')];
   const steady = keepSending(senders, 20);
   await until(() => steady.acks.length >= 20, 'traffic before the drain');
