@@ -97,10 +97,7 @@ impl Database {
         .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(message_from_row)
-            .collect::<Result<_, _>>()
-            .map_err(StorageError::from)
+        messages_from_rows(&rows)
     }
 
     /// Up to `limit` messages of `room` with a seq above `after`, oldest first: what a client
@@ -120,10 +117,7 @@ impl Database {
         .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(message_from_row)
-            .collect::<Result<_, _>>()
-            .map_err(StorageError::from)
+        messages_from_rows(&rows)
     }
 
     /// The seq of the newest committed message of `room` (0 when it has none).
@@ -154,6 +148,13 @@ impl Database {
             .collect::<Result<_, sqlx::Error>>()
             .map_err(StorageError::from)
     }
+}
+
+fn messages_from_rows(rows: &[AnyRow]) -> Result<Vec<ChatMessage>, StorageError> {
+    rows.iter()
+        .map(message_from_row)
+        .collect::<Result<_, _>>()
+        .map_err(StorageError::from)
 }
 
 fn message_from_row(row: &AnyRow) -> Result<ChatMessage, sqlx::Error> {

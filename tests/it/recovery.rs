@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::harness::cluster::TestCluster;
+use crate::harness::process::capture_output;
 
 /// Senders write as fast as acks come back; the per-user limit is not what is tested here.
 const FAST_SENDERS: [(&str, &str); 2] = [
@@ -40,28 +40,7 @@ impl Scenario {
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|err| panic!("node recovery/scenario.mjs: {err}"));
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let lines = lines.clone();
-            tokio::spawn(async move {
-                let mut reader = BufReader::new(stream).lines();
-                while let Ok(Some(line)) = reader.next_line().await {
-                    lines.lock().expect("output lines").push(line);
-                }
-            });
-        }
+        let lines = capture_output(&mut child);
         Self {
             child,
             lines,

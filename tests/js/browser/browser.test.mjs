@@ -209,6 +209,18 @@ describe('browser app on a two-instance cluster', { timeout: 240_000 }, () => {
     },
   );
 
+  /** Reload `p`'s page through `proxy` preferring web-1, and wait until it is back in the room there. */
+  const reloadOnWeb1 = async (p, proxy, before) => {
+    proxy.prefer('web-1');
+    await p.page.reload();
+    await controls(p.page).logout.waitFor({ state: 'visible' });
+    await waitLive(p, `${p.name} reconnected after the reload`);
+    await waitUntil(() => proxy.tunnels(), (t) => t.length === 1 && t[0] === 'web-1',
+      { what: `${p.name}'s WebSocket before the ${before}`, expected: 'one tunnel to web-1' });
+    await waitUntil(() => textOf(p.page.locator('#room-title')), (t) => t === `#${room}`,
+      { what: `${p.name}'s room after the reload`, expected: show(`#${room}`) });
+  };
+
   const visibleMessageTexts = (page) => page.evaluate(
     () => [...document.querySelectorAll('#messages li.msg .msg-text')].map((node) => node.textContent),
   );
@@ -341,14 +353,7 @@ describe('browser app on a two-instance cluster', { timeout: 240_000 }, () => {
   it('after losing the network, A\'s page back on the other instance shows every message it missed, once, in order', { timeout: 60_000 },
     () => withLogs(async () => {
       requireChat();
-      proxyA.prefer('web-1');
-      await a.page.reload();
-      await controls(a.page).logout.waitFor({ state: 'visible' });
-      await waitLive(a, 'A reconnected after the reload');
-      await waitUntil(() => proxyA.tunnels(), (t) => t.length === 1 && t[0] === 'web-1',
-        { what: 'A\'s WebSocket before the loss', expected: 'one tunnel to web-1' });
-      await waitUntil(() => textOf(a.page.locator('#room-title')), (t) => t === `#${room}`,
-        { what: 'A\'s room after the reload', expected: show(`#${room}`) });
+      await reloadOnWeb1(a, proxyA, 'loss');
 
       // Two more users write more than a page of history (50) while A is away, from web-2
       // (two, so that neither goes over the per-user burst).
@@ -393,14 +398,7 @@ describe('browser app on a two-instance cluster', { timeout: 240_000 }, () => {
     () => withLogs(async () => {
       requireChat();
       // Put A back on web-1 (a reload through the proxy, which prefers web-1 again).
-      proxyA.prefer('web-1');
-      await a.page.reload();
-      await controls(a.page).logout.waitFor({ state: 'visible' });
-      await waitLive(a, 'A reconnected after the reload');
-      await waitUntil(() => proxyA.tunnels(), (t) => t.length === 1 && t[0] === 'web-1',
-        { what: 'A\'s WebSocket before the drain', expected: 'one tunnel to web-1' });
-      await waitUntil(() => textOf(a.page.locator('#room-title')), (t) => t === `#${room}`,
-        { what: 'A\'s room after the reload', expected: show(`#${room}`) });
+      await reloadOnWeb1(a, proxyA, 'drain');
       const before = `before the drain ${randomHex(3)}`;
       await controls(a.page).message.fill(before);
       await controls(a.page).message.press('Enter');
