@@ -11,6 +11,7 @@ const MAX_TEXT = 4096;
 const TYPING_TTL_MS = 3000;
 const TYPING_THROTTLE_MS = 2000;
 const ROOMS_REFRESH_MS = 10000;
+const RESUME_TIMEOUT_MS = 10000;
 const GROUP_WINDOW_MS = 5 * 60 * 1000;
 const STICK_THRESHOLD_PX = 48;
 const MAX_TOASTS = 4;
@@ -668,6 +669,16 @@ function onConnect() {
   // others (never joined yet) are joined now.
   for (const room of state.rooms.values()) {
     if (!state.resumed.has(room.name)) sendJoin(room, { rejoin: reconnect });
+  }
+  if (state.resumed.size) {
+    // A resume whose answer got lost must not leave a room stuck: join it the ordinary way.
+    const socket = state.socket;
+    setTimeout(() => {
+      if (state.socket !== socket || !socket.connected) return;
+      for (const room of state.rooms.values()) {
+        if (state.resumed.has(room.name) && room.status === 'joining') sendJoin(room, { rejoin: true });
+      }
+    }, RESUME_TIMEOUT_MS);
   }
   if (reconnect) {
     // The HTTP side may now be served by another instance too.
