@@ -128,6 +128,10 @@ async fn a_client_back_on_another_instance_gets_exactly_the_200_it_missed_then_l
     assert_eq!(result["missed"], 200, "{result}");
     assert_eq!(result["replayed"], 200, "{result}");
     assert_eq!(
+        result["replayed_on_request"], 5,
+        "a resume event replays again from the seq it names: {result}"
+    );
+    assert_eq!(
         result["delivered"], 221,
         "200 recovered, its own message and 20 live ones: {result}"
     );

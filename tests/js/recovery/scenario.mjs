@@ -110,9 +110,20 @@ async function missed() {
   await until(() => client.stream.last(room) >= last, 'live messages after the replay');
   await sleep(300);
   assertExactRun('everything', client.delivered(room), baseline, last);
+  // A `resume` event on the live socket replays again (what the hole rule asks for); the
+  // stream drops what it already has.
+  const replayedBefore = client.stats.raw_replayed;
+  const again = await emitAck(client.socket, 'resume', { rooms: { [room]: last - 5 } }, 15_000);
+  if (!again?.ok || again.rooms !== 1) fail(`resume event: ${show(again)}`);
+  await until(() => client.stats.dones.length === 2, 'resume:done after the resume event');
+  if (client.stats.raw_replayed - replayedBefore !== 5) fail(`expected 5 replayed again, got ${client.stats.raw_replayed - replayedBefore}`);
+  assertExactRun('after a second replay', client.delivered(room), baseline, last);
+  const bad = await emitAck(client.socket, 'resume', { rooms: [room] }, 15_000);
+  if (bad?.ok !== false || bad.error?.code !== 'invalid_payload') fail(`a bad resume event: ${show(bad)}`);
   return {
     missed: acks.length,
-    replayed: client.stats.raw_replayed,
+    replayed: replayedBefore,
+    replayed_on_request: client.stats.raw_replayed - replayedBefore,
     delivered: client.delivered(room).length,
     live_after: client.delivered(room).length - 200,
     connects: client.stats.connects,
