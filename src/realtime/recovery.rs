@@ -292,9 +292,9 @@ pub async fn resume_after_connect<A: Adapter>(socket: &SocketRef<A>, app: &AppSt
     }
 }
 
-/// Puts the socket back in every room of `request` (connect middleware). On a failure the
-/// rooms entered so far are left again and the error returned, so the handshake can be
-/// refused without leaving presence counts behind.
+/// Puts the socket in every room of `request` it is not in yet. On a failure the rooms this
+/// call entered are left again and the error returned, so a handshake can be refused (or a
+/// `resume` event answered with an error) without leaving presence counts behind.
 pub async fn rejoin<A: Adapter>(
     socket: &SocketRef<A>,
     io: &SocketIo<A>,
@@ -303,7 +303,7 @@ pub async fn rejoin<A: Adapter>(
     request: &ResumeRequest,
 ) -> Result<(), AckError> {
     let mut entered = Vec::new();
-    for room in request.rooms() {
+    for room in request.rooms().filter(|room| !ctx.in_room(room)) {
         if let Err(err) = enter_room(socket, io, ctx, app, room).await {
             for room in entered {
                 if let Err(err) = exit_room(socket, io, ctx, app, room).await {
