@@ -138,6 +138,12 @@ pub struct Config {
     pub connection_rate_per_ip: u32,
     /// Burst of new connections per client address (`CONNECTION_BURST_PER_IP`).
     pub connection_burst_per_ip: u32,
+    /// How long a disconnected client may be away and still get what it missed replayed
+    /// (`RECOVERY_WINDOW_SECS`); judged by the age of the first message it missed.
+    pub recovery_window: Duration,
+    /// Most messages replayed per room on a resume (`RECOVERY_MAX_MESSAGES`); a client that
+    /// missed more is told to reload the room's history instead.
+    pub recovery_max_messages: u32,
 }
 
 impl Config {
@@ -271,6 +277,16 @@ impl Config {
             max_connections: env.positive("MAX_CONNECTIONS", 20_000)?,
             connection_rate_per_ip: env.positive("CONNECTION_RATE_PER_IP", 200)?,
             connection_burst_per_ip: env.positive("CONNECTION_BURST_PER_IP", 400)?,
+            recovery_window: Duration::from_secs(u64::from(at_most(
+                "RECOVERY_WINDOW_SECS",
+                env.positive("RECOVERY_WINDOW_SECS", 120)?,
+                MAX_RECOVERY_WINDOW_SECS,
+            )?)),
+            recovery_max_messages: at_most(
+                "RECOVERY_MAX_MESSAGES",
+                env.positive("RECOVERY_MAX_MESSAGES", 1000)?,
+                MAX_RECOVERY_MESSAGES,
+            )?,
         };
         Ok(config)
     }
@@ -314,6 +330,20 @@ impl Env<'_> {
     fn secs(&self, key: &'static str, default: u64) -> Result<Duration, ConfigError> {
         self.positive(key, default).map(Duration::from_secs)
     }
+}
+
+/// Upper bound of `RECOVERY_WINDOW_SECS` (a day): past that, history is the better tool.
+pub const MAX_RECOVERY_WINDOW_SECS: u32 = 86_400;
+
+/// Upper bound of `RECOVERY_MAX_MESSAGES`: one resume must not load an unbounded page.
+pub const MAX_RECOVERY_MESSAGES: u32 = 10_000;
+
+/// `value` if it is at most `max`, else an error naming `key`.
+fn at_most(key: &'static str, value: u32, max: u32) -> Result<u32, ConfigError> {
+    if value > max {
+        return Err(ConfigError::new(key, format!("must be at most {max}")));
+    }
+    Ok(value)
 }
 
 fn parse_from_str<T: std::str::FromStr>(value: &str) -> Result<T, String> {
@@ -605,5 +635,23 @@ mod tests {
         ])
         .expect_err("cluster without SESSION_SECRET");
         assert_eq!(err.variable, "SESSION_SECRET");
+    }
+
+    #[test]
+    fn recovery_bounds_have_defaults_and_are_validated() {
+        let c = config(&[]).expect("defaults");
+        assert_eq!(c.recovery_window, Duration::from_secs(120));
+        assert_eq!(c.recovery_max_messages, 1000);
+        for (key, value) in [
+            ("RECOVERY_WINDOW_SECS", "0"),
+            ("RECOVERY_WINDOW_SECS", "86401"),
+            ("RECOVERY_WINDOW_SECS", "soon"),
+            ("RECOVERY_MAX_MESSAGES", "0"),
+            ("RECOVERY_MAX_MESSAGES", "10001"),
+            ("RECOVERY_MAX_MESSAGES", "-5"),
+        ] {
+            let err = config(&[(key, value)]).expect_err("invalid value");
+            assert_eq!(err.variable, key, "{key}={value} gave {err}");
+        }
     }
 }

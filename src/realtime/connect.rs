@@ -4,18 +4,21 @@
 //! handshake request and loads the session from the shared store. Without a logged-in session
 //! the client gets `connect_error` with `{message: "unauthorized"}`; with one, the socket gets
 //! a `SocketContext`, joins `user:<id>` (so emits to the user reach every tab and device) and
-//! its session's room (so logout can disconnect it), and its event handlers are registered.
+//! its session's room (so logout can disconnect it) and the rooms of a resume (see
+//! `recovery`), and its event handlers are registered.
 
 use std::sync::Arc;
 
 use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
-use socketioxide::extract::{SocketRef, State};
+use socketioxide::extract::{SocketRef, State, TryData};
 use socketioxide::socket::DisconnectReason;
 
+use super::ack::AckError;
 use super::broadcast::SocketIoBroadcast;
 use super::context::SocketContext;
 use super::events;
+use super::recovery::{self, PendingResume, ResumeRequest};
 use crate::auth::{SESSION_USER_KEY, SessionUser};
 use crate::session::{load_active, session_id_from_headers, session_room};
 use crate::state::AppState;
@@ -37,7 +40,9 @@ pub enum ConnectRefused {
 /// client's first events.)
 pub async fn authenticate<A: Adapter>(
     socket: SocketRef<A>,
+    io: SocketIo<A>,
     State(app): State<AppState>,
+    TryData(auth): TryData<serde_json::Value>,
 ) -> Result<(), ConnectRefused> {
     if app.drain.is_draining() {
         return Err(ConnectRefused::Unavailable);
@@ -56,20 +61,39 @@ pub async fn authenticate<A: Adapter>(
     let ctx = Arc::new(SocketContext::new(user.user, session_room(&id)));
     socket.extensions.insert(ctx.clone());
     socket.join([ctx.user.id.room(), ctx.session_room.clone()]);
+    // Rooms of a resume are entered before the CONNECT is acknowledged: the client may send
+    // to them at once, and every message committed from here on reaches the socket live.
+    let resume = auth
+        .map_err(AckError::invalid_payload)
+        .and_then(|auth| ResumeRequest::from_auth(&auth));
+    if let Ok(Some(request)) = &resume {
+        recovery::rejoin(&socket, &io, &ctx, &app, request)
+            .await
+            .map_err(|err| {
+                tracing::warn!(error = %err, "rooms of a resume could not be rejoined");
+                ConnectRefused::Unavailable
+            })?;
+    }
+    if let Some(resume) = resume.transpose() {
+        socket.extensions.insert(PendingResume(resume));
+    }
     socket.on("join", events::join::<A>);
     socket.on("leave", events::leave::<A>);
     socket.on("message", events::message::<A>);
     socket.on("typing", events::typing::<A>);
+    socket.on("resume", recovery::resume::<A>);
     socket.on_fallback(events::unknown::<A>);
     socket.on_disconnect(on_disconnect::<A>);
     Ok(())
 }
 
-/// Connect handler: the socket is wired already; this only records the connection.
-pub async fn on_connect<A: Adapter>(socket: SocketRef<A>) {
+/// Connect handler: the socket is wired already; this records the connection and carries
+/// out a resume from the handshake (replays need a connected socket).
+pub async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(app): State<AppState>) {
     if let Some(ctx) = socket.extensions.get::<Arc<SocketContext>>() {
         tracing::debug!(user_id = %ctx.user.id, sid = %socket.id, transport = ?socket.transport_type(), "socket connected");
     }
+    recovery::resume_after_connect(&socket, &app).await;
 }
 
 /// Releases presence for every room the socket was in.

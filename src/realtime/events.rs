@@ -15,7 +15,7 @@ use socketioxide::extract::{AckSender, Event, SocketRef, State, TryData};
 
 use super::ack::{AckError, reply};
 use super::broadcast::{Realtime, SocketIoBroadcast, in_room};
-use super::context::{Ctx, Ordered};
+use super::context::{Ctx, Ordered, SocketContext};
 use crate::domain::{MessageText, RoomName};
 use crate::error_code::ErrorCode;
 use crate::metrics::Metrics;
@@ -48,7 +48,11 @@ fn parse_room(payload: Result<RoomRequest, ParserError>) -> Result<RoomName, Ack
     Ok(RoomName::parse(&request.room)?)
 }
 
-/// `join {room}` → `{room, members, history}`; history is oldest first.
+/// `join {room}` → `{room, members, history, seq}`; history is oldest first and `seq` is the
+/// newest seq it covers (0 for an empty room): every later message of the room reaches the
+/// socket live. The socket enters the room before history is read, so nothing committed
+/// after the read can be missed (a message can arrive both in history and live; clients
+/// drop seqs they already have, see `recovery`).
 pub async fn join<A: Adapter>(
     socket: SocketRef<A>,
     io: SocketIo<A>,
@@ -60,27 +64,62 @@ pub async fn join<A: Adapter>(
     Metrics::event(&app.metrics.events_in, "join");
     let result = async {
         let room = parse_room(payload)?;
+        enter_room(&socket, &io, &ctx, &app, &room).await?;
         let mut history = app.db.messages_before(&room, None, JOIN_HISTORY).await?;
         history.reverse();
-        if ctx.add_room(&room) {
-            socket.join(room.as_str().to_owned());
-            let change = match app.presence.join(&room, ctx.user.id).await {
-                Ok(change) => change,
-                Err(err) => {
-                    ctx.remove_room(&room);
-                    socket.leave(room.as_str().to_owned());
-                    return Err(err.into());
-                }
-            };
-            if change.changed {
-                app.presence_notifier.changed(&room, change, realtime(io));
-            }
-        }
+        let seq = history.last().map_or(0, |m| m.seq);
         let members = app.presence.members(room.as_str()).await?;
-        Ok(json!({"room": room, "members": members, "history": history}))
+        Ok(json!({"room": room, "members": members, "history": history, "seq": seq}))
     }
     .await;
     reply(ack, &app.metrics, result);
+}
+
+/// Puts the socket in `room` and counts it in presence (announcing a change), unless it is
+/// there already. On a presence failure the socket is taken out again, so membership and
+/// presence never disagree.
+pub(super) async fn enter_room<A: Adapter>(
+    socket: &SocketRef<A>,
+    io: &SocketIo<A>,
+    ctx: &SocketContext,
+    app: &AppState,
+    room: &RoomName,
+) -> Result<(), AckError> {
+    if ctx.add_room(room) {
+        socket.join(room.as_str().to_owned());
+        let change = match app.presence.join(room, ctx.user.id).await {
+            Ok(change) => change,
+            Err(err) => {
+                ctx.remove_room(room);
+                socket.leave(room.as_str().to_owned());
+                return Err(err.into());
+            }
+        };
+        if change.changed {
+            app.presence_notifier
+                .changed(room, change, realtime(io.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// Takes the socket out of `room` and presence, if it was in it.
+pub(super) async fn exit_room<A: Adapter>(
+    socket: &SocketRef<A>,
+    io: &SocketIo<A>,
+    ctx: &SocketContext,
+    app: &AppState,
+    room: &RoomName,
+) -> Result<(), AckError> {
+    if ctx.remove_room(room) {
+        socket.leave(room.as_str().to_owned());
+        let change = app.presence.leave(room, ctx.user.id).await?;
+        if change.changed {
+            app.presence_notifier
+                .changed(room, change, realtime(io.clone()));
+        }
+    }
+    Ok(())
 }
 
 /// `leave {room}` → `{room, members}`. Leaving a room one is not in is not an error.
@@ -95,13 +134,7 @@ pub async fn leave<A: Adapter>(
     Metrics::event(&app.metrics.events_in, "leave");
     let result = async {
         let room = parse_room(payload)?;
-        if ctx.remove_room(&room) {
-            socket.leave(room.as_str().to_owned());
-            let change = app.presence.leave(&room, ctx.user.id).await?;
-            if change.changed {
-                app.presence_notifier.changed(&room, change, realtime(io));
-            }
-        }
+        exit_room(&socket, &io, &ctx, &app, &room).await?;
         let members = app.presence.members(room.as_str()).await?;
         Ok(json!({"room": room, "members": members}))
     }
@@ -110,7 +143,7 @@ pub async fn leave<A: Adapter>(
 }
 
 /// `message {room, text}` → persisted, then broadcast to the whole room (sender included),
-/// then acked with `{id, ts}`. Never broadcasts a message that was not stored.
+/// then acked with `{id, ts, seq}`. Never broadcasts a message that was not stored.
 pub async fn message<A: Adapter>(
     io: SocketIo<A>,
     Ctx(ctx): Ctx,
@@ -158,7 +191,7 @@ pub async fn message<A: Adapter>(
         app.metrics
             .broadcast_latency
             .observe(received.elapsed().as_secs_f64());
-        Ok(json!({"id": stored.id, "ts": stored.ts}))
+        Ok(json!({"id": stored.id, "ts": stored.ts, "seq": stored.seq}))
     }
     .await;
     reply(ack, &app.metrics, result);

@@ -13,6 +13,7 @@ pub mod events;
 pub mod ordering;
 pub mod presence;
 pub mod rate_limit;
+pub mod recovery;
 
 use std::time::Duration;
 

@@ -1,4 +1,9 @@
-//! Room messages: append, history pages, and the room list.
+//! Room messages: append, history pages, recovery ranges, and the room list.
+//!
+//! Every message carries two numbers: `id`, cluster-wide, and `seq`, its place in its room
+//! (1, 2, 3, … without holes). Both are allocated in the message's own transaction, so a
+//! committed room is always a gap-free prefix `1..=n` of seqs: a client that saw seq `k`
+//! missed exactly `k+1..=n`, which is what connection state recovery replays.
 
 use serde::Serialize;
 use sqlx::Row;
@@ -13,6 +18,8 @@ use crate::storage::users::User;
 pub struct ChatMessage {
     /// Cluster-wide increasing id; within a room, id order is delivery order.
     pub id: i64,
+    /// Place in its room: 1, 2, 3, … without holes; what recovery resumes from.
+    pub seq: i64,
     /// The room it was sent to.
     pub room: String,
     /// The author.
@@ -46,10 +53,11 @@ impl Database {
     ) -> Result<ChatMessage, StorageError> {
         let mut tx = self.pool().begin().await?;
         let id = next_id(&mut tx, "messages").await?;
+        let seq = next_room_seq(&mut tx, room).await?;
         let ts = now_millis();
         sqlx::query(
-            "INSERT INTO messages (id, room, user_id, username, body, instance_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO messages (id, room, user_id, username, body, instance_id, created_at, seq) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(id)
         .bind(room.as_str())
@@ -58,11 +66,13 @@ impl Database {
         .bind(text.as_str())
         .bind(instance_id)
         .bind(ts)
+        .bind(seq)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(ChatMessage {
             id,
+            seq,
             room: room.as_str().to_owned(),
             user: author.clone(),
             text: text.as_str().to_owned(),
@@ -79,7 +89,7 @@ impl Database {
         limit: u32,
     ) -> Result<Vec<ChatMessage>, StorageError> {
         let rows = sqlx::query(
-            "SELECT id, room, user_id, username, body, instance_id, created_at FROM messages \
+            "SELECT id, seq, room, user_id, username, body, instance_id, created_at FROM messages \
              WHERE room = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
         )
         .bind(room.as_str())
@@ -87,10 +97,37 @@ impl Database {
         .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(message_from_row)
-            .collect::<Result<_, _>>()
-            .map_err(StorageError::from)
+        messages_from_rows(&rows)
+    }
+
+    /// Up to `limit` messages of `room` with a seq above `after`, oldest first: what a client
+    /// that last saw `after` missed.
+    pub async fn messages_after_seq(
+        &self,
+        room: &RoomName,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<ChatMessage>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT id, seq, room, user_id, username, body, instance_id, created_at FROM messages \
+             WHERE room = $1 AND seq > $2 ORDER BY seq ASC LIMIT $3",
+        )
+        .bind(room.as_str())
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        messages_from_rows(&rows)
+    }
+
+    /// The seq of the newest committed message of `room` (0 when it has none).
+    pub async fn latest_seq(&self, room: &RoomName) -> Result<i64, StorageError> {
+        let value: Option<i64> =
+            sqlx::query_scalar("SELECT value FROM room_sequences WHERE room = $1")
+                .bind(room.as_str())
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(value.unwrap_or(0))
     }
 
     /// Rooms with history, most recently active first.
@@ -113,9 +150,17 @@ impl Database {
     }
 }
 
+fn messages_from_rows(rows: &[AnyRow]) -> Result<Vec<ChatMessage>, StorageError> {
+    rows.iter()
+        .map(message_from_row)
+        .collect::<Result<_, _>>()
+        .map_err(StorageError::from)
+}
+
 fn message_from_row(row: &AnyRow) -> Result<ChatMessage, sqlx::Error> {
     Ok(ChatMessage {
         id: row.try_get("id")?,
+        seq: row.try_get("seq")?,
         room: row.try_get("room")?,
         user: User {
             id: UserId(row.try_get("user_id")?),
@@ -125,4 +170,20 @@ fn message_from_row(row: &AnyRow) -> Result<ChatMessage, sqlx::Error> {
         ts: row.try_get("created_at")?,
         instance_id: row.try_get("instance_id")?,
     })
+}
+
+/// Allocates the next seq of `room` inside the caller's transaction. The room's row stays
+/// locked until the transaction ends, so concurrent writers on any instance take turns and
+/// seqs commit in order, without holes.
+async fn next_room_seq(
+    conn: &mut sqlx::AnyConnection,
+    room: &RoomName,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO room_sequences (room, value) VALUES ($1, 1) \
+         ON CONFLICT (room) DO UPDATE SET value = room_sequences.value + 1 RETURNING value",
+    )
+    .bind(room.as_str())
+    .fetch_one(conn)
+    .await
 }

@@ -2,6 +2,7 @@
 // Every user-supplied string reaches the DOM through textContent or text nodes only.
 
 import { io } from '/assets/socketio.js';
+import { RoomStream } from '/assets/room_stream.js';
 
 const ROOM_RE = /^[a-z0-9_-]{1,64}$/;
 const USERNAME_RE = /^[a-zA-Z0-9_.-]{3,32}$/;
@@ -10,6 +11,7 @@ const MAX_TEXT = 4096;
 const TYPING_TTL_MS = 3000;
 const TYPING_THROTTLE_MS = 2000;
 const ROOMS_REFRESH_MS = 10000;
+const RESUME_TIMEOUT_MS = 10000;
 const GROUP_WINDOW_MS = 5 * 60 * 1000;
 const STICK_THRESHOLD_PX = 48;
 const MAX_TOASTS = 4;
@@ -67,6 +69,10 @@ const ui = {
 const state = {
   me: null,
   socket: null,
+  // Exactly-once, in-order message delivery per room across reconnects (see room_stream.js).
+  stream: null,
+  // Rooms the current connection's handshake asked to resume.
+  resumed: new Set(),
   everConnected: false,
   connection: 'idle', // idle | connecting | connected | reconnecting | draining | offline
   reconnectAttempt: 0,
@@ -543,6 +549,8 @@ function endSession() {
     state.socket.disconnect();
     state.socket = null;
   }
+  state.stream = null;
+  state.resumed = new Set();
   clearInterval(state.roomsTimer);
   clearInterval(state.typingTimer);
   state.roomsTimer = state.typingTimer = null;
@@ -585,8 +593,25 @@ async function stillLoggedIn() {
 /* ---------- socket ---------- */
 
 function connectSocket() {
-  const socket = io({ autoConnect: false, ackTimeout: 10000 });
+  const stream = new RoomStream({
+    deliver: (_room, message) => onMessage(message),
+    requestResume: (room, last) => {
+      if (state.socket === socket && socket.connected) socket.emit('resume', { rooms: { [room]: last } });
+    },
+  });
+  const socket = io({
+    autoConnect: false,
+    ackTimeout: 10000,
+    // Every (re)connect names the rooms this page has and the last seq it shows of each, so
+    // any instance can put it back in them and replay what it missed.
+    auth: () => {
+      const resume = stream.resumeState();
+      state.resumed = new Set(Object.keys(resume));
+      return { resume };
+    },
+  });
   state.socket = socket;
+  state.stream = stream;
   const mine = (fn) => (...args) => {
     if (state.socket === socket) fn(...args);
   };
@@ -598,7 +623,30 @@ function connectSocket() {
     state.reconnectAttempt = attempt;
     setConnection(state.connection === 'draining' ? 'draining' : 'reconnecting');
   }));
-  socket.on('message', mine(onMessage));
+  socket.on('message', mine((message) => {
+    if (state.rooms.has(message?.room)) stream.receive(message);
+  }));
+  socket.on('resume:messages', mine((batch) => stream.replayed(batch)));
+  socket.on('resume:done', mine((done) => {
+    stream.done(done);
+    roomRestored(done?.room, done?.members);
+  }));
+  socket.on('resume:reload', mine((reload) => {
+    stream.reload(reload);
+    // Too much was missed: reload the room's history (a join of a room one is in answers
+    // with the latest page), then go on live.
+    const room = state.rooms.get(reload?.room);
+    if (room) sendJoin(room, { rejoin: true });
+  }));
+  socket.on('resume:error', mine((data) => {
+    if (typeof data?.room === 'string') {
+      stream.failed(data.room);
+      roomRestored(data.room);
+      return;
+    }
+    // The whole resume was refused: join the rooms the ordinary way.
+    for (const room of state.rooms.values()) sendJoin(room, { rejoin: true });
+  }));
   socket.on('presence', mine(onPresence));
   socket.on('typing', mine(onTyping));
   socket.on('notification', mine(onNotification));
@@ -617,7 +665,21 @@ function onConnect() {
   state.everConnected = true;
   state.reconnectAttempt = 0;
   setConnection('connected');
-  for (const room of state.rooms.values()) sendJoin(room, { rejoin: reconnect });
+  // Rooms in the resume handshake are rejoined by the server (`resume:done` follows); the
+  // others (never joined yet) are joined now.
+  for (const room of state.rooms.values()) {
+    if (!state.resumed.has(room.name)) sendJoin(room, { rejoin: reconnect });
+  }
+  if (state.resumed.size) {
+    // A resume whose answer got lost must not leave a room stuck: join it the ordinary way.
+    const socket = state.socket;
+    setTimeout(() => {
+      if (state.socket !== socket || !socket.connected) return;
+      for (const room of state.rooms.values()) {
+        if (state.resumed.has(room.name) && room.status === 'joining') sendJoin(room, { rejoin: true });
+      }
+    }, RESUME_TIMEOUT_MS);
+  }
   if (reconnect) {
     // The HTTP side may now be served by another instance too.
     stillLoggedIn();
@@ -774,6 +836,7 @@ async function sendJoin(room, { rejoin }) {
     return;
   }
   room.status = 'joined';
+  state.stream?.baseline(room.name, ack.seq);
   if (typeof ack.members === 'number') room.members = ack.members;
   const firstJoin = !room.everJoined;
   room.everJoined = true;
@@ -784,6 +847,20 @@ async function sendJoin(room, { rejoin }) {
   renderDirectory();
   if (room.name === state.active) renderRoomHeader();
   if (firstJoin && !rejoin) track('room_joined', { room: room.name });
+}
+
+/** A resumed room is back: the server rejoined it and replayed what was missed. */
+function roomRestored(name, members) {
+  const room = state.rooms.get(name);
+  if (!room) return;
+  if (typeof members === 'number') {
+    room.members = members;
+    updateDirectoryCount(name, members);
+  }
+  room.status = 'joined';
+  renderJoined();
+  renderDirectory();
+  if (room.name === state.active) renderRoomHeader();
 }
 
 /** Merge a join-ack history (oldest first) without duplicating messages already shown. */
@@ -830,6 +907,7 @@ ui.leaveBtn.addEventListener('click', () => {
 
 function dropRoom(name) {
   state.rooms.delete(name);
+  state.stream?.forget(name);
   if (state.active === name) {
     state.active = null;
     renderActive();

@@ -26,6 +26,13 @@ const ASSETS: &[(&str, Asset)] = &[
         },
     ),
     (
+        "room_stream.js",
+        Asset {
+            body: include_bytes!("room_stream.js"),
+            content_type: "text/javascript; charset=utf-8",
+        },
+    ),
+    (
         "socketio.js",
         Asset {
             body: include_bytes!("socketio.js"),

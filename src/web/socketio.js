@@ -8,7 +8,9 @@
  *              1 close, 6 noop; 4 carries one Socket.IO packet
  *              watchdog: no traffic for pingInterval + pingTimeout -> close and reconnect
  *   Socket.IO  (namespace "/" only, so no "/nsp," prefix is written)
- *              40           CONNECT sent once the transport is open; 40{sid} back = connected
+ *              40[auth]     CONNECT sent once the transport is open, with the `auth` option's
+ *                           object (or what the `auth` function returns at that moment);
+ *                           40{sid} back = connected
  *              44{message}  CONNECT_ERROR -> "connect_error" event, no automatic retry
  *              42[ev,...]   EVENT;  42<id>[ev,...] expects an ACK
  *              43<id>[...]  ACK
@@ -43,6 +45,9 @@ export class Socket {
     this.ackTimeout = opts.ackTimeout ?? 10000;
     this.reconnectDelay = opts.reconnectDelay ?? 500;
     this.reconnectDelayMax = opts.reconnectDelayMax ?? 10000;
+    // An object, or a function called on every (re)connect, sent with CONNECT: how the
+    // resume handshake tells the server what this client already has.
+    this.auth = opts.auth ?? null;
     this.connected = false;
     this.id = null;
   }
@@ -175,7 +180,8 @@ export class Socket {
         const open = parseJson(frame.slice(1)) ?? {};
         this.#pingWindow = (Number(open.pingInterval) || 25000) + (Number(open.pingTimeout) || 20000);
         this.#armWatchdog();
-        this.#send('40');
+        const auth = typeof this.auth === 'function' ? this.auth() : this.auth;
+        this.#send(auth ? `40${JSON.stringify(auth)}` : '40');
         break;
       }
       case '2':

@@ -14,4 +14,5 @@ mod hostile;
 mod http_errors;
 mod identity;
 mod process;
+mod recovery;
 mod redis_cluster;

@@ -66,8 +66,22 @@ impl TestCluster {
         Self::start_with_redis(RedisServer::start().await, n).await
     }
 
+    /// Starts the services and `n` instances with `extra` environment on top of the usual.
+    pub async fn start_with_env(n: usize, extra: &[(&str, &str)]) -> Self {
+        Self::start_with_redis_env(RedisServer::start().await, n, extra).await
+    }
+
     /// Starts PostgreSQL and `n` instances on the given Redis.
     pub async fn start_with_redis(redis: RedisServer, n: usize) -> Self {
+        Self::start_with_redis_env(redis, n, &[]).await
+    }
+
+    /// Starts PostgreSQL and `n` instances with `extra` environment on the given Redis.
+    pub async fn start_with_redis_env(
+        redis: RedisServer,
+        n: usize,
+        extra: &[(&str, &str)],
+    ) -> Self {
         let postgres = Postgres::start().await;
         let key = new_key();
         let mut cluster = Self {
@@ -78,7 +92,7 @@ impl TestCluster {
             redis_url: None,
         };
         for i in 0..n {
-            let process = cluster.spawn(i, &[]).await;
+            let process = cluster.spawn(i, extra).await;
             cluster.instances.push(process);
         }
         cluster

@@ -18,6 +18,34 @@ pub struct RoomcastProcess {
     _dir: TempDir,
 }
 
+/// Collects a child's stdout and stderr, line by line, into one shared list (read it while
+/// the child runs, to wait for a line or to show the output in a failure).
+pub fn capture_output(child: &mut Child) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    for stream in [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let lines = lines.clone();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                lines.lock().expect("lines").push(line);
+            }
+        });
+    }
+    lines
+}
+
 /// Path of the binary Cargo built for these tests.
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_roomcast")
@@ -37,28 +65,7 @@ impl RoomcastProcess {
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         let mut child = command.spawn().expect("spawn roomcast");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let lines = lines.clone();
-            tokio::spawn(async move {
-                let mut reader = BufReader::new(stream).lines();
-                while let Ok(Some(line)) = reader.next_line().await {
-                    lines.lock().expect("lines").push(line);
-                }
-            });
-        }
+        let lines = capture_output(&mut child);
         let mut process = Self {
             child,
             lines,

@@ -13,7 +13,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { chromium } from 'playwright-core';
-import { PASSWORD, randomHex, show, startServer, uniqueName, uniqueRoom } from '../harness.mjs';
+import {
+  PASSWORD, createUser, emitAck, randomHex, show, startServer, uniqueName, uniqueRoom,
+} from '../harness.mjs';
 import { startProxy } from './proxy.mjs';
 import {
   CHROMIUM_ARGS, artifactPath, chromiumPath, openPerson, startRedis, textOf, waitUntil, within,
@@ -207,6 +209,18 @@ describe('browser app on a two-instance cluster', { timeout: 240_000 }, () => {
     },
   );
 
+  /** Reload `p`'s page through `proxy` preferring web-1, and wait until it is back in the room there. */
+  const reloadOnWeb1 = async (p, proxy, before) => {
+    proxy.prefer('web-1');
+    await p.page.reload();
+    await controls(p.page).logout.waitFor({ state: 'visible' });
+    await waitLive(p, `${p.name} reconnected after the reload`);
+    await waitUntil(() => proxy.tunnels(), (t) => t.length === 1 && t[0] === 'web-1',
+      { what: `${p.name}'s WebSocket before the ${before}`, expected: 'one tunnel to web-1' });
+    await waitUntil(() => textOf(p.page.locator('#room-title')), (t) => t === `#${room}`,
+      { what: `${p.name}'s room after the reload`, expected: show(`#${room}`) });
+  };
+
   const visibleMessageTexts = (page) => page.evaluate(
     () => [...document.querySelectorAll('#messages li.msg .msg-text')].map((node) => node.textContent),
   );
@@ -336,18 +350,55 @@ describe('browser app on a two-instance cluster', { timeout: 240_000 }, () => {
       await screenshot(a, '3-analytics-off-A-web-2.png');
     }));
 
+  it('after losing the network, A\'s page back on the other instance shows every message it missed, once, in order', { timeout: 60_000 },
+    () => withLogs(async () => {
+      requireChat();
+      await reloadOnWeb1(a, proxyA, 'loss');
+
+      // Two more users write more than a page of history (50) while A is away, from web-2
+      // (two, so that neither goes over the per-user burst).
+      const writers = [];
+      for (const name of ['away1', 'away2']) {
+        const user = await createUser(servers['web-2'].url, name);
+        const socket = await user.connect('websocket', { timeoutMs: UI_TIMEOUT_MS });
+        const joined = await emitAck(socket, 'join', { room }, UI_TIMEOUT_MS);
+        assert.equal(joined?.ok, true, `${name}'s join: ${show(joined)}`);
+        writers.push(socket);
+      }
+      proxyA.offline();
+      await waitUntil(() => connectionState(a.page), (state) => state !== 'connected',
+        { what: 'A\'s page after the network loss', expected: 'not "connected"', timeoutMs: UI_TIMEOUT_MS });
+      const tag = randomHex(3);
+      const missed = Array.from({ length: 80 }, (_, i) => `missed ${tag} ${i}`);
+      for (const [i, text] of missed.entries()) {
+        const ack = await emitAck(writers[i % 2], 'message', { room, text }, UI_TIMEOUT_MS);
+        assert.equal(ack?.ok, true, `sending ${show(text)}: ${show(ack)}`);
+      }
+      for (const socket of writers) socket.close();
+      proxyA.prefer('web-2');
+      proxyA.online();
+
+      await waitUntil(
+        async () => ({ state: await connectionState(a.page), tunnels: proxyA.tunnels() }),
+        (s) => s.state === 'connected' && s.tunnels.length === 1 && s.tunnels[0] === 'web-2',
+        { what: 'A\'s page back online', expected: 'connected, over one WebSocket to web-2', timeoutMs: 30_000 },
+      );
+      await waitUntil(
+        async () => (await visibleMessageTexts(a.page)).filter((t) => t.startsWith(`missed ${tag} `)),
+        (texts) => texts.length === missed.length,
+        { what: 'A\'s conversation after the loss', expected: `the ${missed.length} missed messages`, timeoutMs: UI_TIMEOUT_MS },
+      );
+      const texts = (await visibleMessageTexts(a.page)).filter((t) => t.startsWith(`missed ${tag} `));
+      assert.deepEqual(texts, missed, 'A: expected every missed message once, in order, with no hole');
+      await screenshot(a, '4-recovered-after-loss-A.png');
+      assert.deepEqual([...a.pageErrors, ...b.pageErrors], [], 'expected no uncaught page errors');
+    }));
+
   it('draining web-1 moves A\'s page to web-2 with a banner, and A keeps chatting with B', { timeout: 45_000 },
     () => withLogs(async () => {
       requireChat();
       // Put A back on web-1 (a reload through the proxy, which prefers web-1 again).
-      proxyA.prefer('web-1');
-      await a.page.reload();
-      await controls(a.page).logout.waitFor({ state: 'visible' });
-      await waitLive(a, 'A reconnected after the reload');
-      await waitUntil(() => proxyA.tunnels(), (t) => t.length === 1 && t[0] === 'web-1',
-        { what: 'A\'s WebSocket before the drain', expected: 'one tunnel to web-1' });
-      await waitUntil(() => textOf(a.page.locator('#room-title')), (t) => t === `#${room}`,
-        { what: 'A\'s room after the reload', expected: show(`#${room}`) });
+      await reloadOnWeb1(a, proxyA, 'drain');
       const before = `before the drain ${randomHex(3)}`;
       await controls(a.page).message.fill(before);
       await controls(a.page).message.press('Enter');

@@ -98,8 +98,13 @@ export async function startProxy({ backends, prefer } = {}) {
   const log = [];
   const tunnels = new Set(); // {backend, client, upstream}
   const sockets = new Set(); // every client connection, for close()
+  let offline = false; // while set, every request and connection is cut (network loss)
 
   const server = http.createServer(async (req, res) => {
+    if (offline) {
+      res.destroy();
+      return;
+    }
     let body;
     try {
       body = await readBody(req);
@@ -135,6 +140,10 @@ export async function startProxy({ backends, prefer } = {}) {
 
   server.on('upgrade', (req, client, head) => {
     client.on('error', () => {});
+    if (offline) {
+      client.destroy();
+      return;
+    }
     const candidates = order();
     const failures = [];
     const attempt = (i) => {
@@ -213,6 +222,15 @@ export async function startProxy({ backends, prefer } = {}) {
     prefer(name) { preferred = byName(name); },
     preferred: () => targets[preferred].name,
     tunnels: () => [...tunnels].map((t) => t.backend),
+    /** Network loss: cut the open tunnels and every request until online() (from 0 s on). */
+    offline() {
+      offline = true;
+      for (const tunnel of tunnels) {
+        tunnel.client.destroy();
+        tunnel.upstream.destroy();
+      }
+    },
+    online() { offline = false; },
     log,
     async close() {
       for (const tunnel of tunnels) {
