@@ -14,3 +14,7 @@ mod hostile;
 mod http_errors;
 mod identity;
 mod process;
+mod toolkit_breakers;
+mod toolkit_jobs;
+mod toolkit_registry;
+mod toolkit_streams;

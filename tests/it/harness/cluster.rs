@@ -92,6 +92,13 @@ impl TestCluster {
         self.instances.push(process);
     }
 
+    /// Starts one more instance (`web-<n+1>`) with `extra` environment on top of the
+    /// current settings.
+    pub async fn add_instance_with(&mut self, extra: &[(&str, &str)]) {
+        let process = self.spawn(self.instances.len(), extra).await;
+        self.instances.push(process);
+    }
+
     /// Base URL of instance `i`.
     pub fn url(&self, i: usize) -> &str {
         &self.instances[i].base
