@@ -169,7 +169,7 @@ async fn singleton_jobs(state: AppState) {
             return;
         };
         scheduler
-            .every(jobs::PRESENCE_CLEANUP, HEARTBEAT, || async {
+            .every(jobs::PRESENCE_CLEANUP, HEARTBEAT, |_lease| async {
                 cluster.registry.reap(&cluster.presence).await.map(drop)
             })
             .await;
@@ -188,7 +188,7 @@ async fn singleton_jobs(state: AppState) {
             .every(
                 jobs::HISTORY_RETENTION,
                 state.config.history_retention_interval,
-                || jobs::purge_history(&state.db, instance, settings),
+                |lease| jobs::purge_history(&state.db, instance, settings, lease),
             )
             .await;
     };

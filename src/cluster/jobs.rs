@@ -19,9 +19,40 @@ use std::time::Duration;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
-use super::lock::Locks;
+use super::lock::{HeldLock, Locks};
+use super::redis::RedisError;
 use crate::metrics::JobLabels;
 use crate::shutdown::DrainState;
+use crate::storage::StorageError;
+
+/// Why a job run stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The database failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Redis failed while confirming the lease.
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+    /// The lock expired and may be held by another instance: stop at once.
+    #[error("the job lock was lost")]
+    LockLost,
+}
+
+/// The job's proof that it still holds its lock; `confirm` before every write.
+#[derive(Debug, Clone)]
+pub struct Lease(Option<HeldLock>);
+
+impl Lease {
+    /// Extends the lock and checks that it is still ours (always true in embedded mode).
+    pub async fn confirm(&self) -> Result<(), JobError> {
+        match &self.0 {
+            None => Ok(()),
+            Some(lock) if lock.renew().await? => Ok(()),
+            Some(_) => Err(JobError::LockLost),
+        }
+    }
+}
 
 /// How one run of a job ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +95,7 @@ impl JobScheduler {
     /// Runs `job` every `interval` (first tick at once) under the lock `name`, until the drain.
     pub async fn every<F, Fut, E>(&self, name: &'static str, interval: Duration, job: F)
     where
-        F: Fn() -> Fut,
+        F: Fn(Lease) -> Fut,
         Fut: Future<Output = Result<(), E>>,
         E: std::fmt::Display,
     {
@@ -89,12 +120,15 @@ impl JobScheduler {
     /// One run if the lock is free; `None` when another instance holds it.
     pub async fn run_once<F, Fut, E>(&self, name: &'static str, job: &F) -> Option<RunOutcome>
     where
-        F: Fn() -> Fut,
+        F: Fn(Lease) -> Fut,
         Fut: Future<Output = Result<(), E>>,
         E: std::fmt::Display,
     {
         let Some(locks) = &self.locks else {
-            return Some(self.guarded(name, job(), std::future::pending()).await);
+            return Some(
+                self.guarded(name, job(Lease(None)), std::future::pending())
+                    .await,
+            );
         };
         let lock = match locks.try_acquire(name).await {
             Ok(Some(lock)) => lock,
@@ -120,7 +154,9 @@ impl JobScheduler {
                 }
             }
         };
-        let outcome = self.guarded(name, job(), renew).await;
+        let outcome = self
+            .guarded(name, job(Lease(Some(lock.clone()))), renew)
+            .await;
         if let Err(err) = lock.release().await {
             // It expires by itself within the TTL.
             tracing::warn!(job = name, error = %err, "could not release the job lock");
@@ -169,11 +205,13 @@ pub async fn purge_history(
     db: &crate::storage::Database,
     instance: &str,
     settings: RetentionSettings,
-) -> Result<(), crate::storage::StorageError> {
+    lease: Lease,
+) -> Result<(), JobError> {
     let cutoff = crate::storage::now_millis() - i64::from(settings.days) * 86_400_000;
     let run = db.start_job_run(HISTORY_RETENTION, instance).await?;
     let mut deleted = 0;
     loop {
+        lease.confirm().await?;
         let batch = db
             .delete_messages_before(cutoff, settings.batch_size)
             .await?;
@@ -184,6 +222,7 @@ pub async fn purge_history(
         }
         tokio::time::sleep(settings.pause).await;
     }
+    lease.confirm().await?;
     db.finish_job_run(&run, deleted, "completed").await?;
     if deleted > 0 {
         tracing::info!(deleted, days = settings.days, "deleted old chat history");

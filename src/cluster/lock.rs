@@ -7,8 +7,9 @@
 //! lock of the instance that took over. A killed holder blocks the work for at most one TTL.
 //!
 //! This is a lease, not a fence: a holder paused longer than the TTL may briefly overlap with
-//! its successor. Holders therefore renew every third of the TTL and stop their work as soon
-//! as a renewal fails; the jobs that use it are idempotent on top of that.
+//! its successor. Holders therefore renew every third of the TTL, stop their work as soon as
+//! a renewal fails, and confirm the lease (renewing it) right before each step that writes;
+//! the jobs that use it are idempotent on top of that.
 
 use std::time::Duration;
 
@@ -41,7 +42,7 @@ pub struct Locks {
 }
 
 /// A lock this instance holds. Dropping it without `release` lets it expire after its TTL.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct HeldLock {
     redis: Redis,
     key: String,
@@ -106,7 +107,7 @@ impl HeldLock {
     }
 
     /// Gives the lock up if it is still ours.
-    pub async fn release(self) -> Result<(), RedisError> {
+    pub async fn release(&self) -> Result<(), RedisError> {
         let _: i64 = Script::from_lua(RELEASE)
             .evalsha_with_reload(
                 self.redis.client(),

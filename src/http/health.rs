@@ -106,6 +106,8 @@ pub async fn overview(
     State(app): State<AppState>,
     State(realtime): State<Realtime>,
 ) -> Json<Value> {
+    // Breakers first: the checks below may take a while and would let an open period lapse.
+    let breakers = breakers(&app);
     let checks = run_checks(&app).await;
     let draining = app.drain.is_draining();
     let status = match (draining, checks.database_ok && checks.redis_ok) {
@@ -128,7 +130,6 @@ pub async fn overview(
         },
     };
     let analytics = analytics_overview(&app).await;
-    let breakers = breakers(&app);
     let (db_size, db_idle) = app.db.pool_stats();
     let start_time = app
         .started_at

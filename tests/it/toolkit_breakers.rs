@@ -44,7 +44,7 @@ async fn with_redis_down_the_breaker_opens_and_fails_fast_then_closes_when_redis
     cluster
         .add_instance_with(&[
             ("BREAKER_FAILURE_THRESHOLD", "3"),
-            ("BREAKER_OPEN_MS", "1000"),
+            ("BREAKER_OPEN_MS", "5000"),
         ])
         .await;
     let base = cluster.url(0).to_owned();
