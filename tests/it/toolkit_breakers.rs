@@ -120,3 +120,67 @@ async fn with_redis_down_the_breaker_opens_and_fails_fast_then_closes_when_redis
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+async fn login_unknown(base: &str) -> StatusCode {
+    client()
+        .post(format!("{base}/api/auth/login"))
+        .json(&json!({"username": "nobody_here", "password": "not-a-real-password"}))
+        .send()
+        .await
+        .expect("login answers")
+        .status()
+}
+
+#[tokio::test]
+async fn with_the_database_down_its_breaker_opens_and_closes_again_when_it_returns() {
+    let mut cluster = TestCluster::start(0).await;
+    cluster
+        .add_instance_with(&[
+            ("BREAKER_FAILURE_THRESHOLD", "2"),
+            ("BREAKER_OPEN_MS", "5000"),
+            ("LOGIN_MAX_FAILURES", "1000"),
+        ])
+        .await;
+    let base = cluster.url(0).to_owned();
+    assert_eq!(login_unknown(&base).await, StatusCode::UNAUTHORIZED);
+
+    cluster.postgres.stop().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert_eq!(login_unknown(&base).await, StatusCode::SERVICE_UNAVAILABLE);
+        if breaker(&base, "database").await["state"] == "open" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the database breaker never opened"
+        );
+    }
+    let before = breaker(&base, "database").await["rejections"]
+        .as_u64()
+        .unwrap_or(0);
+    assert_eq!(login_unknown(&base).await, StatusCode::SERVICE_UNAVAILABLE);
+    let after = breaker(&base, "database").await["rejections"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        after > before,
+        "the open breaker refused the call ({before} → {after})"
+    );
+
+    cluster.postgres.start_again().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if login_unknown(&base).await == StatusCode::UNAUTHORIZED
+            && breaker(&base, "database").await["state"] == "closed"
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the database breaker did not close: {}",
+            breaker(&base, "database").await
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
