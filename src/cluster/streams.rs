@@ -342,9 +342,9 @@ impl AnalyticsConsumer {
             let Ok(block_ms @ 1..) = u64::try_from(block.as_millis()) else {
                 break;
             };
-            let response: HashMap<String, Vec<Entry>> = self
+            let response: Value = self
                 .client
-                .xreadgroup_map(
+                .xreadgroup(
                     GROUP,
                     self.name.as_str(),
                     Some(missing),
@@ -354,7 +354,11 @@ impl AnalyticsConsumer {
                     ">",
                 )
                 .await?;
-            batch.extend(response.into_values().flatten());
+            // A read that timed out answers nil, not an empty map.
+            if !response.is_null() {
+                let response: HashMap<String, Vec<Entry>> = response.into_xread_response()?;
+                batch.extend(response.into_values().flatten());
+            }
             if batch.is_empty() {
                 // Nothing arrived: give the caller a chance to claim and to see the drain.
                 return Ok(());

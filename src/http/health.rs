@@ -161,7 +161,7 @@ pub async fn overview(
                 "in_progress": app.hasher.in_progress(app.config.password_hash_concurrency),
                 "queued": app.hasher.queued(),
             },
-            "blocking_threads": blocking_threads(runtime.num_workers()),
+            "blocking_threads": blocking_threads(&runtime),
             "database_pool": {
                 "size": db_size,
                 "idle": db_idle,
@@ -172,11 +172,11 @@ pub async fn overview(
     }))
 }
 
-/// Threads of tokio's blocking pool alive right now (running `spawn_blocking` work such as
-/// password hashes and SQLite calls, or idle for up to 10 s before they exit). Tokio only
-/// exposes this count behind `tokio_unstable`, so it is read from `/proc`: runtime threads
-/// minus workers. `null` where `/proc` is not available.
-fn blocking_threads(workers: usize) -> Option<usize> {
+/// Threads of tokio's blocking pool alive in this process (running `spawn_blocking` work
+/// such as password hashes and SQLite calls, or idle for up to 10 s before they exit). Tokio
+/// only exposes this count behind `tokio_unstable`, so it is read from `/proc`: threads named
+/// by the runtime, minus its workers. `null` where `/proc` is not available.
+fn blocking_threads(runtime: &tokio::runtime::RuntimeMetrics) -> Option<usize> {
     let tasks = std::fs::read_dir("/proc/self/task").ok()?;
     let runtime_threads = tasks
         .filter_map(Result::ok)
@@ -184,7 +184,12 @@ fn blocking_threads(workers: usize) -> Option<usize> {
         // Thread names are cut to 15 bytes: "tokio-runtime-w".
         .filter(|name| name.starts_with("tokio-runtime-w"))
         .count();
-    Some(runtime_threads.saturating_sub(workers))
+    // A current-thread runtime (tests) runs its one worker on the caller's thread.
+    let named_workers = match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::CurrentThread => 0,
+        _ => runtime.num_workers(),
+    };
+    Some(runtime_threads.saturating_sub(named_workers))
 }
 
 /// Each circuit breaker's state and refusals, also published as metrics.

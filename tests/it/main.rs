@@ -17,4 +17,5 @@ mod process;
 mod toolkit_breakers;
 mod toolkit_jobs;
 mod toolkit_registry;
+mod toolkit_runtime;
 mod toolkit_streams;

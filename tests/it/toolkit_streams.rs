@@ -137,6 +137,13 @@ async fn events_posted_through_three_instances_land_exactly_once_and_opted_out_o
         analytics["length"].as_u64().unwrap_or(0) >= total as u64,
         "{analytics}"
     );
+    for instance in &cluster.instances {
+        let output = instance.output();
+        assert!(
+            !output.contains("analytics consumer:") && !output.contains("claimed idle"),
+            "consumers read, stored and acknowledged without errors or claims:\n{output}"
+        );
+    }
     let metrics = browser()
         .get(format!("{}/metrics", cluster.url(1)))
         .send()
@@ -268,5 +275,57 @@ async fn entries_held_by_a_sigkilled_consumer_are_claimed_by_another_and_stored_
     assert_eq!(
         claimed, total as u64,
         "web-2 took the entries over from web-1"
+    );
+}
+
+#[tokio::test]
+async fn a_draining_consumer_stores_and_acknowledges_the_batch_it_holds_before_exiting() {
+    let mut cluster = TestCluster::start(0).await;
+    cluster
+        .add_instance_with(&[
+            ("ANALYTICS_BATCH_LINGER_MS", "600000"),
+            ("ANALYTICS_CLAIM_IDLE_MS", "900000"),
+        ])
+        .await;
+    let client = browser();
+    let total = 12;
+    for i in 0..total {
+        assert_eq!(
+            post_event(&client, cluster.url(0), &format!("drained-{i}")).await,
+            StatusCode::ACCEPTED
+        );
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while health(cluster.url(0)).await["analytics"]["pending"] != total {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "web-1 never held the batch: {}",
+            health(cluster.url(0)).await["analytics"]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        stored(&cluster, "SELECT COUNT(*) FROM analytics_events").await,
+        0
+    );
+
+    cluster.instances[0].signal("TERM");
+    let code = cluster.instances[0]
+        .wait_exit(Duration::from_secs(20))
+        .await;
+    assert_eq!(code, Some(0), "{}", cluster.instances[0].output());
+    assert_eq!(
+        stored(&cluster, "SELECT COUNT(*) FROM analytics_events").await,
+        total as i64,
+        "the batch was stored during the drain; web-1 said:\n{}",
+        cluster.instances[0].output()
+    );
+    let pending = cluster
+        .redis
+        .command(&["XPENDING", STREAM, "roomcast:analytics"]);
+    assert_eq!(
+        pending.lines().next().map(str::trim),
+        Some("0"),
+        "and acknowledged: {pending}"
     );
 }
