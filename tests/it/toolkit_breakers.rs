@@ -3,21 +3,15 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::harness::cluster::TestCluster;
-
-fn client() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(15))
-        .build()
-        .expect("client")
-}
+use crate::harness::{browser, get_json, metrics_text};
 
 async fn post_event(base: &str) -> (StatusCode, Duration) {
     let started = Instant::now();
-    let res = client()
+    let res = browser()
         .post(format!("{base}/api/analytics/events"))
         .json(&json!({"name": "probe"}))
         .send()
@@ -27,15 +21,7 @@ async fn post_event(base: &str) -> (StatusCode, Duration) {
 }
 
 async fn breaker(base: &str, dependency: &str) -> Value {
-    let health: Value = client()
-        .get(format!("{base}/health"))
-        .send()
-        .await
-        .expect("health")
-        .json()
-        .await
-        .expect("json");
-    health["breakers"][dependency].clone()
+    get_json(&format!("{base}/health")).await["breakers"][dependency].clone()
 }
 
 #[tokio::test]
@@ -88,14 +74,7 @@ async fn with_redis_down_the_breaker_opens_and_fails_fast_then_closes_when_redis
         after > before,
         "the breaker refused calls ({before} → {after})"
     );
-    let metrics = client()
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_text(&base).await;
     assert!(
         metrics.contains("roomcast_circuit_breaker_rejections_total{dependency=\"redis\"}"),
         "rejections exported"
@@ -122,7 +101,7 @@ async fn with_redis_down_the_breaker_opens_and_fails_fast_then_closes_when_redis
 }
 
 async fn login_unknown(base: &str) -> StatusCode {
-    client()
+    browser()
         .post(format!("{base}/api/auth/login"))
         .json(&json!({"username": "nobody_here", "password": "not-a-real-password"}))
         .send()

@@ -15,13 +15,7 @@ const JOB_ENV: [(&str, &str); 5] = [
 ];
 
 async fn number(cluster: &TestCluster, sql: &str) -> i64 {
-    cluster
-        .postgres
-        .psql(sql)
-        .await
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("`{sql}` returns a number"))
+    cluster.sql_number(sql).await
 }
 
 /// `(instance, started_at, last sign of life)` of every retention run.

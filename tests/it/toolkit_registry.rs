@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::harness::cluster::TestCluster;
-use crate::harness::{ADMIN_TOKEN, browser, spawn_app};
+use crate::harness::{ADMIN_TOKEN, browser, get_json, spawn_app};
 
 async fn instances(base: &str) -> Value {
     let res = browser()
@@ -91,14 +91,7 @@ async fn the_registry_lists_live_instances_and_forgets_a_killed_one_within_its_t
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let health: Value = browser()
-        .get(format!("{}/health", cluster.url(0)))
-        .send()
-        .await
-        .expect("health")
-        .json()
-        .await
-        .expect("json");
+    let health = get_json(&format!("{}/health", cluster.url(0))).await;
     assert_eq!(health["connections"]["cluster"], 0, "{health}");
 }
 

@@ -7,7 +7,7 @@ use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
 use crate::harness::cluster::TestCluster;
-use crate::harness::{browser, register_and_login, username};
+use crate::harness::{browser, get_json, metrics_text, register_and_login, username};
 
 const STREAM: &str = "roomcast:analytics:events";
 
@@ -22,24 +22,54 @@ async fn post_event(client: &Client, base: &str, name: &str) -> StatusCode {
 }
 
 async fn health(base: &str) -> Value {
-    browser()
-        .get(format!("{base}/health"))
-        .send()
-        .await
-        .expect("health")
-        .json()
-        .await
-        .expect("health json")
+    get_json(&format!("{base}/health")).await
 }
 
 async fn stored(cluster: &TestCluster, sql: &str) -> i64 {
+    cluster.sql_number(sql).await
+}
+
+/// Starts `web-1` collecting one long batch (and waiting long before claiming anything
+/// itself), posts `total` events through it and waits until it holds them all
+/// unacknowledged.
+async fn cluster_holding_a_batch(total: usize, prefix: &str) -> TestCluster {
+    let mut cluster = TestCluster::start(0).await;
     cluster
-        .postgres
-        .psql(sql)
-        .await
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("`{sql}` returns a number"))
+        .add_instance_with(&[
+            ("ANALYTICS_BATCH_LINGER_MS", "600000"),
+            ("ANALYTICS_CLAIM_IDLE_MS", "900000"),
+        ])
+        .await;
+    let client = browser();
+    for i in 0..total {
+        assert_eq!(
+            post_event(&client, cluster.url(0), &format!("{prefix}-{i}")).await,
+            StatusCode::ACCEPTED
+        );
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let analytics = health(cluster.url(0)).await["analytics"].clone();
+        let held = analytics["consumers"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["name"] == "web-1"))
+            .and_then(|c| c["pending"].as_u64())
+            .unwrap_or(0);
+        if held == total as u64 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "web-1 never held all {total} entries: {analytics}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        stored(&cluster, "SELECT COUNT(*) FROM analytics_events").await,
+        0,
+        "nothing stored while web-1 collects its batch"
+    );
+    cluster
 }
 
 /// Polls until the database holds `expected` analytics rows; fails with what it holds.
@@ -79,6 +109,19 @@ async fn wait_acknowledged(base: &str, within: Duration) -> Value {
     }
 }
 
+/// Waits until `total` distinct events are stored and the group holds nothing pending (seen
+/// through `base`); returns the group's view.
+async fn wait_each_stored_once(cluster: &TestCluster, total: usize, base: &str) -> Value {
+    wait_stored(cluster, total as i64, Duration::from_secs(60)).await;
+    let analytics = wait_acknowledged(base, Duration::from_secs(30)).await;
+    assert_eq!(
+        stored(cluster, "SELECT COUNT(DISTINCT name) FROM analytics_events").await,
+        total as i64,
+        "each event stored once, none lost: {analytics}"
+    );
+    analytics
+}
+
 fn stream_length(cluster: &TestCluster) -> u64 {
     cluster
         .redis
@@ -103,17 +146,7 @@ async fn events_posted_through_three_instances_land_exactly_once_and_opted_out_o
             i % 3 + 1
         );
     }
-    wait_stored(&cluster, total as i64, Duration::from_secs(60)).await;
-    let analytics = wait_acknowledged(cluster.url(0), Duration::from_secs(30)).await;
-    assert_eq!(
-        stored(
-            &cluster,
-            "SELECT COUNT(DISTINCT name) FROM analytics_events"
-        )
-        .await,
-        total as i64,
-        "every event stored once"
-    );
+    let analytics = wait_each_stored_once(&cluster, total, cluster.url(0)).await;
     assert_eq!(
         stored(
             &cluster,
@@ -144,14 +177,7 @@ async fn events_posted_through_three_instances_land_exactly_once_and_opted_out_o
             "consumers read, stored and acknowledged without errors or claims:\n{output}"
         );
     }
-    let metrics = browser()
-        .get(format!("{}/metrics", cluster.url(1)))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_text(cluster.url(1)).await;
     for series in [
         "roomcast_analytics_stream_length ",
         "roomcast_analytics_group_pending 0",
@@ -197,45 +223,8 @@ async fn events_posted_through_three_instances_land_exactly_once_and_opted_out_o
 
 #[tokio::test]
 async fn entries_held_by_a_sigkilled_consumer_are_claimed_by_another_and_stored_exactly_once() {
-    let mut cluster = TestCluster::start(0).await;
-    // web-1 collects a long batch (and would wait long before claiming anything itself), so it
-    // is certain to hold every entry unacknowledged when it dies.
-    cluster
-        .add_instance_with(&[
-            ("ANALYTICS_BATCH_LINGER_MS", "600000"),
-            ("ANALYTICS_CLAIM_IDLE_MS", "900000"),
-        ])
-        .await;
-    let client = browser();
     let total = 25;
-    for i in 0..total {
-        assert_eq!(
-            post_event(&client, cluster.url(0), &format!("held-{i}")).await,
-            StatusCode::ACCEPTED
-        );
-    }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let analytics = health(cluster.url(0)).await["analytics"].clone();
-        let held = analytics["consumers"]
-            .as_array()
-            .and_then(|c| c.iter().find(|c| c["name"] == "web-1"))
-            .and_then(|c| c["pending"].as_u64())
-            .unwrap_or(0);
-        if held == total as u64 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "web-1 never held all {total} entries: {analytics}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert_eq!(
-        stored(&cluster, "SELECT COUNT(*) FROM analytics_events").await,
-        0,
-        "nothing stored while web-1 collects its batch"
-    );
+    let mut cluster = cluster_holding_a_batch(total, "held").await;
 
     cluster.instances[0].signal("KILL");
     assert_eq!(
@@ -248,25 +237,8 @@ async fn entries_held_by_a_sigkilled_consumer_are_claimed_by_another_and_stored_
     cluster
         .add_instance_with(&[("ANALYTICS_CLAIM_IDLE_MS", "1000")])
         .await;
-    wait_stored(&cluster, total as i64, Duration::from_secs(60)).await;
-    let analytics = wait_acknowledged(cluster.url(1), Duration::from_secs(30)).await;
-    assert_eq!(
-        stored(
-            &cluster,
-            "SELECT COUNT(DISTINCT name) FROM analytics_events"
-        )
-        .await,
-        total as i64,
-        "no event lost, none twice: {analytics}"
-    );
-    let metrics = browser()
-        .get(format!("{}/metrics", cluster.url(1)))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    wait_each_stored_once(&cluster, total, cluster.url(1)).await;
+    let metrics = metrics_text(cluster.url(1)).await;
     let claimed: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("roomcast_analytics_stream_claimed_total "))
@@ -280,34 +252,8 @@ async fn entries_held_by_a_sigkilled_consumer_are_claimed_by_another_and_stored_
 
 #[tokio::test]
 async fn a_draining_consumer_stores_and_acknowledges_the_batch_it_holds_before_exiting() {
-    let mut cluster = TestCluster::start(0).await;
-    cluster
-        .add_instance_with(&[
-            ("ANALYTICS_BATCH_LINGER_MS", "600000"),
-            ("ANALYTICS_CLAIM_IDLE_MS", "900000"),
-        ])
-        .await;
-    let client = browser();
     let total = 12;
-    for i in 0..total {
-        assert_eq!(
-            post_event(&client, cluster.url(0), &format!("drained-{i}")).await,
-            StatusCode::ACCEPTED
-        );
-    }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while health(cluster.url(0)).await["analytics"]["pending"] != total {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "web-1 never held the batch: {}",
-            health(cluster.url(0)).await["analytics"]
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert_eq!(
-        stored(&cluster, "SELECT COUNT(*) FROM analytics_events").await,
-        0
-    );
+    let mut cluster = cluster_holding_a_batch(total, "drained").await;
 
     cluster.instances[0].signal("TERM");
     let code = cluster.instances[0]

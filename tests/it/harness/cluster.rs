@@ -122,6 +122,16 @@ impl TestCluster {
         self.instances[i] = process;
     }
 
+    /// The number a one-value SQL query returns (a `COUNT(*)`, say).
+    pub async fn sql_number(&self, sql: &str) -> i64 {
+        self.postgres
+            .psql(sql)
+            .await
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("`{sql}` returns a number"))
+    }
+
     /// Every key in Redis with its type and value, for leak checks.
     pub fn dump_redis(&self) -> Vec<(String, String)> {
         let keys = self.redis.command(&["--scan"]);
