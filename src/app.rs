@@ -16,6 +16,7 @@ use socketioxide::adapter::LocalAdapter;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tower_sessions::MemoryStore;
+use tracing::Instrument;
 
 use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
 use tower_sessions_redis_store::RedisStore;
@@ -379,8 +380,16 @@ impl App {
             .unwrap_or_default();
         let _ = state.advertised_address.set(address.clone());
         let heartbeat = tokio::spawn(heartbeat(state.clone(), realtime.clone(), address));
-        let jobs = tokio::spawn(singleton_jobs(state.clone()));
-        let consumer = consumer.map(|consumer| tokio::spawn(consumer.run(state.drain.clone())));
+        let jobs = tokio::spawn(
+            singleton_jobs(state.clone()).instrument(tracing::info_span!("cluster_jobs")),
+        );
+        let consumer = consumer.map(|consumer| {
+            tokio::spawn(
+                consumer
+                    .run(state.drain.clone())
+                    .instrument(tracing::info_span!("analytics_consumer")),
+            )
+        });
         let header_read_timeout = state.config.header_read_timeout;
         let mut server = tokio::spawn(async move {
             crate::server::serve(listener, router, header_read_timeout, stop_accepting).await;
