@@ -80,13 +80,15 @@ pub async fn set_opted_out(
 /// Outcome of an event submission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Intake {
-    /// Stored.
+    /// Stored (embedded mode) or queued on the stream for storage (cluster mode).
     Recorded,
     /// Dropped because the caller opted out; nothing was stored.
     Dropped,
 }
 
-/// Stores the event unless the caller opted out.
+/// Stores the event unless the caller opted out: directly in embedded mode, through the
+/// analytics stream in cluster mode. The opt-out check comes first, so an opted-out caller's
+/// event never reaches the stream.
 pub async fn submit(
     app: &AppState,
     session: &Session,
@@ -102,16 +104,27 @@ pub async fn submit(
         (None, Some(id)) => Some(anonymous_id(&id)),
         _ => None,
     };
-    let event = AnalyticsEvent {
-        event_id: uuid::Uuid::new_v4().to_string(),
+    let event = AnalyticsEvent::new(
         name,
-        props: props.to_string(),
-        user_id: user.map(|u| u.user.id),
-        anonymous_id: anonymous,
-    };
-    app.db
-        .record_event(&event, app.config.instance_id.as_str())
-        .await?;
-    Metrics::outcome(&app.metrics.analytics_events, "recorded");
+        props.to_string(),
+        user.map(|u| u.user.id),
+        anonymous,
+        app.config.instance_id.as_str(),
+    );
+    match &app.cluster {
+        // Cluster mode: the stream takes it; a consumer stores it (see `cluster::streams`).
+        Some(cluster) => {
+            cluster.analytics.append(&event).await.map_err(|err| {
+                app.metrics.redis_errors.inc();
+                tracing::warn!(error = %err, "appending an analytics event failed");
+                ApiError::unavailable("the analytics pipeline")
+            })?;
+            Metrics::outcome(&app.metrics.analytics_events, "queued");
+        }
+        None => {
+            app.db.record_event(&event).await?;
+            Metrics::outcome(&app.metrics.analytics_events, "recorded");
+        }
+    }
     Ok(Intake::Recorded)
 }

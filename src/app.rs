@@ -16,6 +16,7 @@ use socketioxide::adapter::LocalAdapter;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tower_sessions::MemoryStore;
+use tracing::Instrument;
 
 use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
 use tower_sessions_redis_store::RedisStore;
@@ -24,11 +25,15 @@ use crate::auth::password::{HashError, PasswordHasher};
 use crate::auth::throttle::{LocalThrottle, LoginThrottle};
 use crate::cluster::Cluster;
 use crate::cluster::adapter_driver::ResilientDriver;
+use crate::cluster::breaker::{CircuitBreaker, GuardedStore};
+use crate::cluster::jobs::{self, JobScheduler, RetentionSettings};
 use crate::cluster::limits::{RedisLoginThrottle, RedisMessageLimit};
+use crate::cluster::lock::Locks;
 use crate::cluster::opt_out::RedisOptOuts;
 use crate::cluster::presence::RedisPresence;
 use crate::cluster::redis::{Redis, RedisError};
 use crate::cluster::registry::{HEARTBEAT, Registry};
+use crate::cluster::streams::{AnalyticsConsumer, AnalyticsStream, StreamSettings};
 use crate::config::Config;
 use crate::listener::{ConnectionLimits, GuardedListener};
 use crate::metrics::Metrics;
@@ -73,8 +78,18 @@ pub const ADAPTER_PREFIX: &str = "roomcast-sio";
 /// The Socket.IO adapter of cluster mode: socketioxide-redis over our resilient driver.
 type ClusterAdapter = CustomRedisAdapter<socketioxide::adapter::Emitter, ResilientDriver>;
 
-async fn connect_cluster(url: &str, config: &Config) -> Result<Cluster, StartError> {
-    let redis = Redis::connect(url, 4).await?;
+async fn connect_cluster(
+    url: &str,
+    config: &Config,
+    metrics: &Metrics,
+) -> Result<Cluster, StartError> {
+    let breaker = CircuitBreaker::new(
+        "redis",
+        config.breaker_failure_threshold,
+        config.breaker_open,
+        metrics.breaker_rejection_counter("redis"),
+    );
+    let redis = Redis::connect(url, 4, breaker).await?;
     let driver = ResilientDriver::connect(&crate::cluster::redis::builder(url)?).await?;
     tracing::info!(
         redis = if redis.is_clustered() {
@@ -94,6 +109,16 @@ async fn connect_cluster(url: &str, config: &Config) -> Result<Cluster, StartErr
         presence: RedisPresence::new(redis.clone(), instance.clone()).await?,
         registry: Registry::new(redis.clone(), instance),
         opt_outs: RedisOptOuts::new(redis.clone()),
+        locks: Locks::new(redis.clone(), config.job_lock_ttl),
+        analytics: AnalyticsStream::new(
+            redis.clone(),
+            StreamSettings {
+                max_len: config.analytics_stream_maxlen,
+                batch_size: config.analytics_batch_size,
+                linger: config.analytics_batch_linger,
+                claim_idle: config.analytics_claim_idle,
+            },
+        ),
         driver,
         redis,
     })
@@ -115,8 +140,8 @@ fn assemble<A: socketioxide::adapter::Adapter>(
     (router, realtime)
 }
 
-/// Keeps this instance's registry entry fresh and reaps dead instances, until the drain.
-async fn heartbeat(state: AppState, realtime: Realtime) {
+/// Keeps this instance's registry entry fresh, until the drain.
+async fn heartbeat(state: AppState, realtime: Realtime, address: String) {
     let Some(cluster) = state.cluster.clone() else {
         return;
     };
@@ -128,16 +153,60 @@ async fn heartbeat(state: AppState, realtime: Realtime) {
             () = state.drain.started() => return,
         }
         let sockets = realtime.local_sockets() as u64;
-        if let Err(err) = cluster.registry.beat(sockets).await {
+        if let Err(err) = cluster.registry.beat(&address, sockets).await {
             state.metrics.redis_errors.inc();
             tracing::warn!(error = %err, "heartbeat failed");
-            continue;
-        }
-        if let Err(err) = cluster.registry.reap(&cluster.presence).await {
-            state.metrics.redis_errors.inc();
-            tracing::warn!(error = %err, "reaping dead instances failed");
         }
     }
+}
+
+/// The address other instances and operators can reach this one at: the bound address, with
+/// the hostname instead of an unspecified IP (`0.0.0.0`).
+fn advertised_address(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("{}:{}", crate::instance::hostname(), addr.port())
+    } else {
+        addr.to_string()
+    }
+}
+
+/// Runs the cluster singleton jobs of this instance until the drain: the stale-presence
+/// cleanup (cluster mode) and the history retention (when `HISTORY_RETENTION_DAYS` is set).
+async fn singleton_jobs(state: AppState) {
+    let scheduler = JobScheduler::new(
+        state.cluster.as_ref().map(|c| c.locks.clone()),
+        state.drain.clone(),
+        state.metrics.job_runs.clone(),
+    );
+    let cleanup = async {
+        let Some(cluster) = &state.cluster else {
+            return;
+        };
+        scheduler
+            .every(jobs::PRESENCE_CLEANUP, HEARTBEAT, |_lease| async {
+                cluster.registry.reap(&cluster.presence).await.map(drop)
+            })
+            .await;
+    };
+    let retention = async {
+        let Some(days) = state.config.history_retention_days else {
+            return;
+        };
+        let settings = RetentionSettings {
+            days,
+            batch_size: state.config.history_retention_batch_size,
+            pause: state.config.history_retention_batch_pause,
+        };
+        let instance = state.config.instance_id.as_str();
+        scheduler
+            .every(
+                jobs::HISTORY_RETENTION,
+                state.config.history_retention_interval,
+                |lease| jobs::purge_history(&state.db, instance, settings, lease),
+            )
+            .await;
+    };
+    tokio::join!(cleanup, retention);
 }
 
 /// A built, bound, not yet running server.
@@ -146,14 +215,26 @@ pub struct App {
     router: Router,
     state: AppState,
     realtime: Realtime,
+    consumer: Option<AnalyticsConsumer>,
 }
 
 impl App {
     /// Connects to dependencies, applies migrations and binds the listener.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let db = Database::connect(&config.database_url, config.database_max_connections).await?;
+        let metrics = Metrics::new();
+        let db = Database::connect(
+            &config.database_url,
+            config.database_max_connections,
+            CircuitBreaker::new(
+                "database",
+                config.breaker_failure_threshold,
+                config.breaker_open,
+                metrics.breaker_rejection_counter("database"),
+            ),
+        )
+        .await?;
         let cluster = match &config.redis_url {
-            Some(url) => Some(connect_cluster(url, &config).await?),
+            Some(url) => Some(connect_cluster(url, &config, &metrics).await?),
             None => None,
         };
         let addr = SocketAddr::new(config.host, config.port);
@@ -172,7 +253,10 @@ impl App {
 
         let sessions = match (&cluster, &config.session_encryption_key) {
             (Some(cluster), Some(key)) if config.use_redis_sessions => {
-                let redis_store = RedisStore::new(cluster.redis.pool().clone());
+                let redis_store = GuardedStore::new(
+                    RedisStore::new(cluster.redis.pool().clone()),
+                    cluster.redis.breaker().clone(),
+                );
                 SharedStore::new(EncryptedStore::new(
                     redis_store,
                     key,
@@ -209,6 +293,19 @@ impl App {
         };
         let presence = Arc::new(presence);
         let driver = cluster.as_ref().map(|c| c.driver.clone());
+        let consumer = match (&cluster, &config.redis_url) {
+            (Some(cluster), Some(url)) => Some(
+                AnalyticsConsumer::connect(
+                    url,
+                    config.instance_id.to_string(),
+                    cluster.analytics.settings(),
+                    db.clone(),
+                    metrics.analytics_consumer.clone(),
+                )
+                .await?,
+            ),
+            _ => None,
+        };
         let state = AppState::new(AppStateInner {
             sessions,
             cookie_key: session::cookie_key(&config),
@@ -221,12 +318,13 @@ impl App {
             presence_notifier: PresenceNotifier::new(presence.clone(), PRESENCE_INTERVAL),
             presence,
             cluster,
-            metrics: Metrics::new(),
+            metrics,
             drain: DrainState::default(),
             session_connections: Arc::default(),
             room_locks: RoomLocks::default(),
             started: Instant::now(),
             started_at: OffsetDateTime::now_utc(),
+            advertised_address: std::sync::OnceLock::new(),
             db,
             config,
         });
@@ -256,6 +354,7 @@ impl App {
             router,
             state,
             realtime,
+            consumer,
         })
     }
 
@@ -279,6 +378,7 @@ impl App {
             router,
             state,
             realtime,
+            consumer,
         } = self;
         if let Ok(addr) = axum::serve::Listener::local_addr(&listener) {
             tracing::info!(addr = %addr, mode = if state.config.is_cluster() { "cluster" } else { "embedded" }, "listening");
@@ -288,7 +388,21 @@ impl App {
         let stop_accepting = async move {
             let _ = stop_accepting_rx.await;
         };
-        let heartbeat = tokio::spawn(heartbeat(state.clone(), realtime.clone()));
+        let address = axum::serve::Listener::local_addr(&listener)
+            .map(advertised_address)
+            .unwrap_or_default();
+        let _ = state.advertised_address.set(address.clone());
+        let heartbeat = tokio::spawn(heartbeat(state.clone(), realtime.clone(), address));
+        let jobs = tokio::spawn(
+            singleton_jobs(state.clone()).instrument(tracing::info_span!("cluster_jobs")),
+        );
+        let consumer = consumer.map(|consumer| {
+            tokio::spawn(
+                consumer
+                    .run(state.drain.clone())
+                    .instrument(tracing::info_span!("analytics_consumer")),
+            )
+        });
         let header_read_timeout = state.config.header_read_timeout;
         let mut server = tokio::spawn(async move {
             crate::server::serve(listener, router, header_read_timeout, stop_accepting).await;
@@ -346,6 +460,26 @@ impl App {
             }
         };
         heartbeat.abort();
+        // Jobs stop at the drain (releasing their locks); wait so no run outlives the pool.
+        let mut jobs = jobs;
+        if tokio::time::timeout(deadline.remaining(), &mut jobs)
+            .await
+            .is_err()
+        {
+            jobs.abort();
+        }
+        if let Some(mut consumer) = consumer {
+            // It stopped reading when the drain began; let it store and acknowledge its batch.
+            if tokio::time::timeout(deadline.remaining(), &mut consumer)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "the analytics consumer did not finish its batch before the shutdown timeout"
+                );
+                consumer.abort();
+            }
+        }
         if let Some(cluster) = &state.cluster {
             let close = async {
                 if let Err(err) = cluster.registry.leave().await {

@@ -144,6 +144,33 @@ pub struct Config {
     /// Most messages replayed per room on a resume (`RECOVERY_MAX_MESSAGES`); a client that
     /// missed more is told to reload the room's history instead.
     pub recovery_max_messages: u32,
+    /// Approximate cap of the analytics stream (`ANALYTICS_STREAM_MAXLEN`).
+    pub analytics_stream_maxlen: u64,
+    /// Events stored per transaction at most (`ANALYTICS_BATCH_SIZE`).
+    pub analytics_batch_size: u64,
+    /// Time a consumer keeps collecting a batch after its first entry
+    /// (`ANALYTICS_BATCH_LINGER_MS`, 0 = store at once).
+    pub analytics_batch_linger: Duration,
+    /// Idle time after which a consumer's pending entries are taken over
+    /// (`ANALYTICS_CLAIM_IDLE_MS`).
+    pub analytics_claim_idle: Duration,
+    /// Age after which chat messages are deleted (`HISTORY_RETENTION_DAYS`); `None` keeps
+    /// history forever.
+    pub history_retention_days: Option<u32>,
+    /// How often the retention job runs (`HISTORY_RETENTION_INTERVAL_SECS`).
+    pub history_retention_interval: Duration,
+    /// Messages deleted per statement (`HISTORY_RETENTION_BATCH_SIZE`).
+    pub history_retention_batch_size: u32,
+    /// Pause between two delete statements (`HISTORY_RETENTION_BATCH_PAUSE_MS`), so a large
+    /// purge does not monopolise the database.
+    pub history_retention_batch_pause: Duration,
+    /// Lifetime of a cluster job lock between renewals (`JOB_LOCK_TTL_SECS`): how long a
+    /// killed holder blocks its job.
+    pub job_lock_ttl: Duration,
+    /// Consecutive failures that open a circuit breaker (`BREAKER_FAILURE_THRESHOLD`).
+    pub breaker_failure_threshold: u32,
+    /// Time an open breaker fails fast before letting a probe through (`BREAKER_OPEN_MS`).
+    pub breaker_open: Duration,
 }
 
 impl Config {
@@ -287,7 +314,57 @@ impl Config {
                 env.positive("RECOVERY_MAX_MESSAGES", 1000)?,
                 MAX_RECOVERY_MESSAGES,
             )?,
+            analytics_stream_maxlen: env.positive("ANALYTICS_STREAM_MAXLEN", 1_000_000)?,
+            analytics_batch_size: env.positive("ANALYTICS_BATCH_SIZE", 100)?,
+            analytics_batch_linger: Duration::from_millis(
+                env.parse("ANALYTICS_BATCH_LINGER_MS", parse_from_str::<u64>)?
+                    .unwrap_or(200),
+            ),
+            analytics_claim_idle: Duration::from_millis(
+                env.positive("ANALYTICS_CLAIM_IDLE_MS", 30_000)?,
+            ),
+            history_retention_days: env
+                .parse("HISTORY_RETENTION_DAYS", parse_from_str::<u32>)?
+                .map(|days| {
+                    if days == 0 {
+                        Err(ConfigError::new(
+                            "HISTORY_RETENTION_DAYS",
+                            "must be at least 1 (unset keeps history forever)",
+                        ))
+                    } else {
+                        Ok(days)
+                    }
+                })
+                .transpose()?,
+            history_retention_interval: env.secs("HISTORY_RETENTION_INTERVAL_SECS", 3_600)?,
+            history_retention_batch_size: env.positive("HISTORY_RETENTION_BATCH_SIZE", 1_000)?,
+            history_retention_batch_pause: Duration::from_millis(
+                env.parse("HISTORY_RETENTION_BATCH_PAUSE_MS", parse_from_str::<u64>)?
+                    .unwrap_or(50),
+            ),
+            job_lock_ttl: env.secs("JOB_LOCK_TTL_SECS", 30)?,
+            breaker_failure_threshold: env.positive("BREAKER_FAILURE_THRESHOLD", 5)?,
+            breaker_open: Duration::from_millis(env.positive("BREAKER_OPEN_MS", 5_000)?),
         };
+        if config.analytics_batch_size > 10_000 {
+            return Err(ConfigError::new(
+                "ANALYTICS_BATCH_SIZE",
+                "must be at most 10000 (one transaction per batch)",
+            ));
+        }
+        if config.analytics_batch_linger >= config.analytics_claim_idle {
+            return Err(ConfigError::new(
+                "ANALYTICS_BATCH_LINGER_MS",
+                "must be shorter than ANALYTICS_CLAIM_IDLE_MS, or other instances would take \
+                 over a batch that is still being collected",
+            ));
+        }
+        if config.job_lock_ttl < Duration::from_secs(3) {
+            return Err(ConfigError::new(
+                "JOB_LOCK_TTL_SECS",
+                "must be at least 3 (the lock is renewed every third of it)",
+            ));
+        }
         Ok(config)
     }
 
@@ -553,6 +630,31 @@ mod tests {
                 "SESSION_ENCRYPTION_KEY",
             ),
             (vec![("USE_REDIS_SESSIONS", "maybe")], "USE_REDIS_SESSIONS"),
+            (
+                vec![("ANALYTICS_CLAIM_IDLE_MS", "0")],
+                "ANALYTICS_CLAIM_IDLE_MS",
+            ),
+            (
+                vec![
+                    ("ANALYTICS_BATCH_LINGER_MS", "5000"),
+                    ("ANALYTICS_CLAIM_IDLE_MS", "1000"),
+                ],
+                "ANALYTICS_BATCH_LINGER_MS",
+            ),
+            (
+                vec![("ANALYTICS_BATCH_SIZE", "100000")],
+                "ANALYTICS_BATCH_SIZE",
+            ),
+            (
+                vec![("HISTORY_RETENTION_DAYS", "0")],
+                "HISTORY_RETENTION_DAYS",
+            ),
+            (
+                vec![("HISTORY_RETENTION_DAYS", "soon")],
+                "HISTORY_RETENTION_DAYS",
+            ),
+            (vec![("JOB_LOCK_TTL_SECS", "1")], "JOB_LOCK_TTL_SECS"),
+            (vec![("BREAKER_OPEN_MS", "-5")], "BREAKER_OPEN_MS"),
         ] {
             let err = config(&vars).expect_err("bad value must be rejected");
             assert_eq!(err.variable, variable, "{vars:?} gave {err}");

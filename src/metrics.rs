@@ -10,6 +10,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+use crate::cluster::streams::{ConsumerCounters, StreamStats};
 
 /// Labels of an HTTP request counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -42,6 +45,29 @@ pub struct EventLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     /// What happened (`accepted`, `dropped_opted_out`, …).
+    pub outcome: String,
+}
+
+/// Labels naming a consumer of the analytics stream.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConsumerLabels {
+    /// Consumer name (the instance id of its owner).
+    pub consumer: String,
+}
+
+/// Labels naming a dependency guarded by a circuit breaker.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DependencyLabels {
+    /// `redis` or `database`.
+    pub dependency: String,
+}
+
+/// Labels of a cluster job run.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLabels {
+    /// Job name.
+    pub job: String,
+    /// `completed`, `failed` or `lock_lost`.
     pub outcome: String,
 }
 
@@ -80,6 +106,26 @@ pub struct Metrics {
     pub database_errors: Counter,
     /// Sockets closed by graceful drains.
     pub drained_sockets: Counter,
+    /// What this instance's analytics consumer did.
+    pub analytics_consumer: ConsumerCounters,
+    /// Entries in the analytics stream (set at scrape time).
+    pub analytics_stream_length: Gauge,
+    /// Entries not yet delivered to any consumer (set at scrape time; -1 when unknown).
+    pub analytics_group_lag: Gauge,
+    /// Entries delivered but not acknowledged (set at scrape time).
+    pub analytics_group_pending: Gauge,
+    /// Seconds since each consumer last talked to Redis (set at scrape time).
+    pub analytics_consumer_idle: Family<ConsumerLabels, Gauge<f64, AtomicU64>>,
+    /// Entries each consumer holds unacknowledged (set at scrape time).
+    pub analytics_consumer_pending: Family<ConsumerLabels, Gauge>,
+    /// Circuit breaker state per dependency: 0 closed, 1 half-open, 2 open.
+    pub breaker_state: Family<DependencyLabels, Gauge>,
+    /// Calls refused at once because a breaker was open.
+    pub breaker_rejections: Family<DependencyLabels, Counter>,
+    /// Cluster job runs on this instance, by job and outcome.
+    pub job_runs: Family<JobLabels, Counter>,
+    /// Live instances in the registry (set at scrape time).
+    pub cluster_instances: Gauge,
 }
 
 impl Default for Metrics {
@@ -104,6 +150,81 @@ impl Metrics {
         let redis_errors = Counter::default();
         let database_errors = Counter::default();
         let drained_sockets = Counter::default();
+        let analytics_consumer = ConsumerCounters::default();
+        let analytics_stream_length = Gauge::default();
+        let analytics_group_lag = Gauge::default();
+        let analytics_group_pending = Gauge::default();
+        let analytics_consumer_idle = Family::<ConsumerLabels, Gauge<f64, AtomicU64>>::default();
+        let analytics_consumer_pending = Family::<ConsumerLabels, Gauge>::default();
+        let breaker_state = Family::<DependencyLabels, Gauge>::default();
+        let breaker_rejections = Family::<DependencyLabels, Counter>::default();
+        let job_runs = Family::<JobLabels, Counter>::default();
+        let cluster_instances = Gauge::default();
+        registry.register(
+            "analytics_stream_stored",
+            "Analytics events stored by this instance's stream consumer",
+            analytics_consumer.stored.clone(),
+        );
+        registry.register(
+            "analytics_stream_claimed",
+            "Analytics stream entries this consumer took over from an idle one",
+            analytics_consumer.claimed.clone(),
+        );
+        registry.register(
+            "analytics_stream_malformed",
+            "Analytics stream entries dropped because they could not be decoded",
+            analytics_consumer.malformed.clone(),
+        );
+        registry.register(
+            "analytics_stream_failed_batches",
+            "Analytics batches whose database transaction failed (left pending)",
+            analytics_consumer.failed_batches.clone(),
+        );
+        registry.register(
+            "analytics_stream_length",
+            "Entries in the analytics stream",
+            analytics_stream_length.clone(),
+        );
+        registry.register(
+            "analytics_group_lag",
+            "Analytics entries not yet delivered to any consumer (-1 when Redis cannot tell)",
+            analytics_group_lag.clone(),
+        );
+        registry.register(
+            "analytics_group_pending",
+            "Analytics entries delivered but not yet acknowledged",
+            analytics_group_pending.clone(),
+        );
+        registry.register(
+            "analytics_consumer_idle_seconds",
+            "Seconds since each analytics consumer last talked to Redis",
+            analytics_consumer_idle.clone(),
+        );
+        registry.register(
+            "analytics_consumer_pending",
+            "Analytics entries each consumer holds unacknowledged",
+            analytics_consumer_pending.clone(),
+        );
+        registry.register(
+            "circuit_breaker_state",
+            "Circuit breaker state per dependency: 0 closed, 1 half-open, 2 open",
+            breaker_state.clone(),
+        );
+        registry.register(
+            "circuit_breaker_rejections",
+            "Calls refused at once because the dependency's breaker was open",
+            breaker_rejections.clone(),
+        );
+        registry.register(
+            "cluster_job_runs",
+            "Cluster singleton job runs on this instance, by job and outcome",
+            job_runs.clone(),
+        );
+        registry.register(
+            "cluster_instances",
+            "Live instances in the registry",
+            cluster_instances.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests handled",
@@ -178,6 +299,55 @@ impl Metrics {
             redis_errors,
             database_errors,
             drained_sockets,
+            analytics_consumer,
+            analytics_stream_length,
+            analytics_group_lag,
+            analytics_group_pending,
+            analytics_consumer_idle,
+            analytics_consumer_pending,
+            breaker_state,
+            breaker_rejections,
+            job_runs,
+            cluster_instances,
+        }
+    }
+
+    /// The rejection counter of the breaker in front of `dependency`, shared with it.
+    pub fn breaker_rejection_counter(&self, dependency: &str) -> Counter {
+        self.breaker_rejections
+            .get_or_create(&DependencyLabels {
+                dependency: dependency.to_owned(),
+            })
+            .clone()
+    }
+
+    /// Publishes a breaker's state.
+    pub fn set_breaker_state(&self, dependency: &str, state: i64) {
+        self.breaker_state
+            .get_or_create(&DependencyLabels {
+                dependency: dependency.to_owned(),
+            })
+            .set(state);
+    }
+
+    /// Publishes a snapshot of the analytics stream; consumers no longer in the group vanish.
+    pub fn set_stream_stats(&self, stats: &StreamStats) {
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.analytics_stream_length.set(gauge(stats.length));
+        self.analytics_group_lag.set(stats.lag.map_or(-1, gauge));
+        self.analytics_group_pending.set(gauge(stats.pending));
+        self.analytics_consumer_idle.clear();
+        self.analytics_consumer_pending.clear();
+        for consumer in &stats.consumers {
+            let labels = ConsumerLabels {
+                consumer: consumer.name.clone(),
+            };
+            self.analytics_consumer_idle
+                .get_or_create(&labels)
+                .set(consumer.idle_ms as f64 / 1000.0);
+            self.analytics_consumer_pending
+                .get_or_create(&labels)
+                .set(gauge(consumer.pending));
         }
     }
 

@@ -78,6 +78,8 @@ pub struct AppStateInner {
     pub started: Instant,
     /// Wall-clock start, for `/health`.
     pub started_at: OffsetDateTime,
+    /// Where this instance listens, as published in the registry; set once the server runs.
+    pub advertised_address: std::sync::OnceLock<String>,
 }
 
 /// State of HTTP handlers: the shared state plus the realtime handle.

@@ -7,22 +7,31 @@
 //! - `limits`: the cluster-wide message rate limit and login throttle.
 //! - `registry`: instance heartbeats, for the cluster-wide connection count.
 //! - `opt_out`: analytics opt-outs shared by every instance.
+//! - `streams`: the analytics pipeline on a Redis Stream with one consumer group.
+//! - `breaker`: circuit breakers around Redis and the database.
+//! - `lock`: token-owned locks; `jobs`: periodic work on one instance at a time under them.
 //!
 //! Every key roomcast writes starts with `roomcast:`; the adapter's channels start with
 //! `roomcast-sio`.
 
 pub mod adapter_driver;
+pub mod breaker;
+pub mod jobs;
 pub mod limits;
+pub mod lock;
 pub mod opt_out;
 pub mod presence;
 pub mod redis;
 pub mod registry;
+pub mod streams;
 
 use adapter_driver::ResilientDriver;
+use lock::Locks;
 use opt_out::RedisOptOuts;
 use presence::RedisPresence;
 use redis::Redis;
 use registry::Registry;
+use streams::AnalyticsStream;
 
 /// The Redis-backed parts of a cluster-mode instance, held by `AppState`.
 #[derive(Debug, Clone)]
@@ -37,4 +46,8 @@ pub struct Cluster {
     pub registry: Registry,
     /// Users' analytics opt-outs.
     pub opt_outs: RedisOptOuts,
+    /// The analytics stream (producer side and statistics).
+    pub analytics: AnalyticsStream,
+    /// Locks of the cluster singleton jobs.
+    pub locks: Locks,
 }

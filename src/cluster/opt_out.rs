@@ -29,17 +29,21 @@ impl RedisOptOuts {
 
     /// `Some(flag)` when Redis knows the user's choice.
     pub async fn get(&self, user: UserId) -> Result<Option<bool>, RedisError> {
-        let value: Option<String> = self.redis.pool().get(key(user)).await?;
+        let pool = self.redis.pool();
+        let value: Option<String> = self
+            .redis
+            .guarded(async { Ok(pool.get(key(user)).await?) })
+            .await?;
         Ok(value.map(|v| v == "1"))
     }
 
     /// Records the user's choice.
     pub async fn set(&self, user: UserId, opted_out: bool) -> Result<(), RedisError> {
         let value = if opted_out { "1" } else { "0" };
+        let pool = self.redis.pool();
         let _: () = self
             .redis
-            .pool()
-            .set(key(user), value, None, None, false)
+            .guarded(async { Ok(pool.set(key(user), value, None, None, false).await?) })
             .await?;
         Ok(())
     }

@@ -25,6 +25,8 @@ use fred::prelude::*;
 use fred::types::Builder;
 use fred::types::config::{Config as RedisConfig, ReconnectPolicy};
 
+use super::breaker::CircuitBreaker;
+
 /// Deadline of any single Redis command.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -54,14 +56,40 @@ pub fn builder(url: &str) -> Result<Builder, RedisError> {
 #[derive(Clone, Debug)]
 pub struct Redis {
     pool: Pool,
+    breaker: CircuitBreaker,
 }
 
 impl Redis {
     /// Connects a pool of `size` multiplexed connections; fails if Redis does not answer.
-    pub async fn connect(url: &str, size: usize) -> Result<Self, RedisError> {
+    /// Calls made through `guarded` go through `breaker`.
+    pub async fn connect(
+        url: &str,
+        size: usize,
+        breaker: CircuitBreaker,
+    ) -> Result<Self, RedisError> {
         let pool = builder(url)?.build_pool(size)?;
         pool.init().await?;
-        Ok(Self { pool })
+        Ok(Self { pool, breaker })
+    }
+
+    /// The breaker in front of Redis.
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+
+    /// Runs `call` through the Redis circuit breaker: refused at once (as a `RedisError`)
+    /// while it is open.
+    pub async fn guarded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, RedisError> {
+        match self.breaker.call(call, |_| true).await {
+            Ok(result) => result,
+            Err(open) => Err(RedisError(fred::error::Error::new(
+                fred::error::ErrorKind::Backpressure,
+                open.to_string(),
+            ))),
+        }
     }
 
     /// The pool, for stores that take a fred client.

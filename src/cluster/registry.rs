@@ -1,11 +1,17 @@
 //! Instance heartbeats: who is alive, and how many sockets the cluster holds.
 //!
-//! Every `HEARTBEAT` each instance writes its entry into the hash `roomcast:instances`
-//! (`instance id → {sockets, updated_at, started_at, version}`). An entry older than
-//! `INSTANCE_TTL` belongs to a dead instance (SIGKILL, crash, partition): the next live
-//! instance to notice removes it and withdraws its presence contributions, so presence
-//! counts forget a killed instance's sockets within `INSTANCE_TTL + HEARTBEAT` (20 s).
-//! `connections.cluster` in `/health` is the sum over live entries.
+//! Every `HEARTBEAT` each instance writes its entry (`{address, version, started_at,
+//! sockets, updated_at}`) to `roomcast:{registry}:instance:<id>` with a TTL of `INSTANCE_TTL`, and
+//! lists its id in the hash `roomcast:instances` (the index, so nobody has to `SCAN`). An
+//! instance is live exactly as long as its key exists: Redis expires the key of a SIGKILLed,
+//! crashed or partitioned instance within `INSTANCE_TTL`, whatever the clocks of the
+//! instances say. `GET /api/admin/instances` lists the live entries and `connections.cluster`
+//! in `/health` is the sum of their sockets.
+//!
+//! Index entries whose key has expired belong to dead instances: the `presence-cleanup` job
+//! (one instance at a time, see `jobs`) removes them and withdraws their presence
+//! contributions, so presence counts forget a killed instance's sockets within
+//! `INSTANCE_TTL + HEARTBEAT` (20 s).
 
 use std::time::Duration;
 
@@ -17,6 +23,12 @@ use super::redis::{Redis, RedisError};
 use crate::storage::now_millis;
 
 const INSTANCES_KEY: &str = "roomcast:instances";
+
+/// An instance's entry. The hash tag keeps every entry in one Redis Cluster slot, so the
+/// listing reads them all with one `MGET`.
+fn instance_key(id: &str) -> String {
+    format!("roomcast:{{registry}}:instance:{id}")
+}
 /// How often an instance refreshes its entry.
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
 /// Age after which an entry counts as dead.
@@ -25,6 +37,9 @@ pub const INSTANCE_TTL: Duration = Duration::from_secs(15);
 /// One instance's heartbeat.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InstanceEntry {
+    /// Where it listens (`host:port`; the hostname when bound to all interfaces).
+    #[serde(default)]
+    pub address: String,
     /// Sockets connected to it.
     pub sockets: u64,
     /// Last heartbeat (epoch ms).
@@ -53,15 +68,28 @@ impl Registry {
         }
     }
 
-    /// Writes this instance's entry.
-    pub async fn beat(&self, sockets: u64) -> Result<(), RedisError> {
+    /// Writes this instance's entry: its key (with the TTL), then its index entry.
+    pub async fn beat(&self, address: &str, sockets: u64) -> Result<(), RedisError> {
         let entry = InstanceEntry {
+            address: address.to_owned(),
             sockets,
             updated_at: now_millis(),
             started_at: self.started_at,
             version: env!("CARGO_PKG_VERSION").to_owned(),
         };
         let json = serde_json::to_string(&entry).unwrap_or_default();
+        let ttl = i64::try_from(INSTANCE_TTL.as_millis()).unwrap_or(i64::MAX);
+        let _: () = self
+            .redis
+            .pool()
+            .set(
+                instance_key(&self.instance),
+                json.as_str(),
+                Some(fred::types::Expiration::PX(ttl)),
+                None,
+                false,
+            )
+            .await?;
         let _: i64 = self
             .redis
             .pool()
@@ -72,6 +100,7 @@ impl Registry {
 
     /// Removes this instance's entry (end of a drain).
     pub async fn leave(&self) -> Result<(), RedisError> {
+        let _: i64 = self.redis.pool().del(instance_key(&self.instance)).await?;
         let _: i64 = self
             .redis
             .pool()
@@ -80,20 +109,30 @@ impl Registry {
         Ok(())
     }
 
-    /// Live instances and their entries.
+    /// Live instances (those whose key has not expired) and their entries, by id.
     pub async fn live(&self) -> Result<Vec<(String, InstanceEntry)>, RedisError> {
-        let all: std::collections::HashMap<String, String> =
-            self.redis.pool().hgetall(INSTANCES_KEY).await?;
-        let cutoff = now_millis() - i64::try_from(INSTANCE_TTL.as_millis()).unwrap_or(i64::MAX);
-        Ok(all
-            .into_iter()
-            .filter_map(|(id, json)| {
-                serde_json::from_str::<InstanceEntry>(&json)
-                    .ok()
-                    .map(|e| (id, e))
-            })
-            .filter(|(_, entry)| entry.updated_at >= cutoff)
-            .collect())
+        let (live, _dead) = self.redis.guarded(self.partition()).await?;
+        Ok(live)
+    }
+
+    /// Splits the index into live entries and the ids of dead instances.
+    async fn partition(&self) -> Result<(Vec<(String, InstanceEntry)>, Vec<String>), RedisError> {
+        let mut ids: Vec<String> = self.redis.pool().hkeys(INSTANCES_KEY).await?;
+        ids.sort();
+        if ids.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let keys: Vec<String> = ids.iter().map(|id| instance_key(id)).collect();
+        let values: Vec<Option<String>> = self.redis.pool().mget(keys).await?;
+        let mut live = Vec::new();
+        let mut dead = Vec::new();
+        for (id, value) in ids.into_iter().zip(values) {
+            match value.and_then(|json| serde_json::from_str::<InstanceEntry>(&json).ok()) {
+                Some(entry) => live.push((id, entry)),
+                None => dead.push(id),
+            }
+        }
+        Ok((live, dead))
     }
 
     /// Sockets across live instances.
@@ -103,19 +142,17 @@ impl Registry {
 
     /// Removes dead instances and withdraws their presence; returns the ids removed.
     pub async fn reap(&self, presence: &RedisPresence) -> Result<Vec<String>, RedisError> {
-        let all: std::collections::HashMap<String, String> =
-            self.redis.pool().hgetall(INSTANCES_KEY).await?;
-        let cutoff = now_millis() - i64::try_from(INSTANCE_TTL.as_millis()).unwrap_or(i64::MAX);
+        let (_live, dead) = self.partition().await?;
         let mut reaped = Vec::new();
-        for (id, json) in all {
-            let dead = serde_json::from_str::<InstanceEntry>(&json)
-                .map_or(true, |e| e.updated_at < cutoff);
-            if dead && id != self.instance {
-                let entries = presence.forget_instance(&id).await?;
-                let _: i64 = self.redis.pool().hdel(INSTANCES_KEY, id.as_str()).await?;
-                tracing::info!(instance = %id, presence_entries = entries, "removed a dead instance");
-                reaped.push(id);
+        for id in dead {
+            if id == self.instance {
+                // Our own key expired (a long Redis outage): the next heartbeat restores it.
+                continue;
             }
+            let entries = presence.forget_instance(&id).await?;
+            let _: i64 = self.redis.pool().hdel(INSTANCES_KEY, id.as_str()).await?;
+            tracing::info!(instance = %id, presence_entries = entries, "removed a dead instance");
+            reaped.push(id);
         }
         Ok(reaped)
     }

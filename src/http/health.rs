@@ -106,6 +106,8 @@ pub async fn overview(
     State(app): State<AppState>,
     State(realtime): State<Realtime>,
 ) -> Json<Value> {
+    // Breakers first: the checks below may take a while and would let an open period lapse.
+    let breakers = breakers(&app);
     let checks = run_checks(&app).await;
     let draining = app.drain.is_draining();
     let status = match (draining, checks.database_ok && checks.redis_ok) {
@@ -117,13 +119,17 @@ pub async fn overview(
     let local = realtime.local_sockets();
     let cluster_sockets = match &app.cluster {
         None => Value::from(local),
-        Some(cluster) => {
-            match tokio::time::timeout(CHECK_TIMEOUT, cluster.registry.cluster_sockets()).await {
-                Ok(Ok(n)) => Value::from(n),
-                _ => Value::Null,
+        Some(cluster) => match tokio::time::timeout(CHECK_TIMEOUT, cluster.registry.live()).await {
+            Ok(Ok(live)) => {
+                app.metrics
+                    .cluster_instances
+                    .set(i64::try_from(live.len()).unwrap_or(i64::MAX));
+                Value::from(live.iter().map(|(_, e)| e.sockets).sum::<u64>())
             }
-        }
+            _ => Value::Null,
+        },
     };
+    let analytics = analytics_overview(&app).await;
     let (db_size, db_idle) = app.db.pool_stats();
     let start_time = app
         .started_at
@@ -138,6 +144,8 @@ pub async fn overview(
         "mode": if app.config.is_cluster() { "cluster" } else { "embedded" },
         "checks": {"database": checks.database, "redis": checks.redis},
         "connections": {"local": local, "cluster": cluster_sockets},
+        "analytics": analytics,
+        "breakers": breakers,
         "instance": {
             "id": app.config.instance_id.as_str(),
             "hostname": crate::instance::hostname(),
@@ -153,9 +161,82 @@ pub async fn overview(
                 "in_progress": app.hasher.in_progress(app.config.password_hash_concurrency),
                 "queued": app.hasher.queued(),
             },
-            "database_pool": {"size": db_size, "idle": db_idle, "max": app.config.database_max_connections},
+            "blocking_threads": blocking_threads(&runtime),
+            "database_pool": {
+                "size": db_size,
+                "idle": db_idle,
+                "in_use": (db_size as usize).saturating_sub(db_idle),
+                "max": app.config.database_max_connections,
+            },
         },
     }))
+}
+
+/// Threads of tokio's blocking pool alive in this process (running `spawn_blocking` work
+/// such as password hashes and SQLite calls, or idle for up to 10 s before they exit). Tokio
+/// only exposes this count behind `tokio_unstable`, so it is read from `/proc`: threads named
+/// by the runtime, minus its workers. `null` where `/proc` is not available.
+fn blocking_threads(runtime: &tokio::runtime::RuntimeMetrics) -> Option<usize> {
+    let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+    let runtime_threads = tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok())
+        // Thread names are cut to 15 bytes: "tokio-runtime-w".
+        .filter(|name| name.starts_with("tokio-runtime-w"))
+        .count();
+    // A current-thread runtime (tests) runs its one worker on the caller's thread.
+    let named_workers = match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::CurrentThread => 0,
+        _ => runtime.num_workers(),
+    };
+    Some(runtime_threads.saturating_sub(named_workers))
+}
+
+/// Each circuit breaker's state and refusals, also published as metrics.
+fn breakers(app: &AppState) -> Value {
+    let mut all = vec![app.db.breaker()];
+    if let Some(cluster) = &app.cluster {
+        all.push(cluster.redis.breaker());
+    }
+    let mut out = serde_json::Map::new();
+    for breaker in all {
+        let state = breaker.state();
+        app.metrics
+            .set_breaker_state(breaker.dependency(), state.gauge());
+        out.insert(
+            breaker.dependency().to_owned(),
+            json!({"state": state.as_str(), "rejections": breaker.rejections()}),
+        );
+    }
+    Value::Object(out)
+}
+
+/// The analytics pipeline: direct writes in embedded mode; in cluster mode the stream's
+/// length, the group's lag and pending count, and each consumer's idle time.
+async fn analytics_overview(app: &AppState) -> Value {
+    let Some(cluster) = &app.cluster else {
+        return json!({"pipeline": "direct"});
+    };
+    match tokio::time::timeout(CHECK_TIMEOUT, cluster.analytics.stats()).await {
+        Ok(Ok(stats)) => {
+            app.metrics.set_stream_stats(&stats);
+            json!({
+                "pipeline": "stream",
+                "stream": crate::cluster::streams::STREAM_KEY,
+                "group": crate::cluster::streams::GROUP,
+                "length": stats.length,
+                "lag": stats.lag,
+                "pending": stats.pending,
+                "consumers": stats.consumers.iter().map(|c| json!({
+                    "name": c.name,
+                    "pending": c.pending,
+                    "idle_ms": c.idle_ms,
+                })).collect::<Vec<_>>(),
+            })
+        }
+        Ok(Err(err)) => json!({"pipeline": "stream", "status": "error", "error": err.to_string()}),
+        Err(_) => json!({"pipeline": "stream", "status": "timeout"}),
+    }
 }
 
 /// `GET /metrics`: Prometheus text format.
@@ -167,6 +248,14 @@ pub async fn metrics(
     app.metrics
         .sockets_connected
         .set(i64::try_from(realtime.local_sockets()).unwrap_or(i64::MAX));
+    breakers(&app);
+    if let Some(cluster) = &app.cluster {
+        // Read at scrape time too; a Redis outage leaves the last values in place.
+        if let Ok(Ok(stats)) = tokio::time::timeout(CHECK_TIMEOUT, cluster.analytics.stats()).await
+        {
+            app.metrics.set_stream_stats(&stats);
+        }
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -53,6 +53,7 @@ pub fn router<A: Adapter>(state: HttpState, socketio: SocketIoLayer<A>) -> Route
         .route("/api/rooms", get(rooms::list))
         .route("/api/rooms/{room}/messages", get(rooms::messages))
         .route("/api/admin/emit", post(admin::emit))
+        .route("/api/admin/instances", get(admin::instances))
         .layer(sessions);
 
     let open = Router::new()

@@ -3,10 +3,12 @@
 //! The same SQL runs on both engines: placeholders are `$1…`, ids come from the `counters`
 //! table (no engine-specific auto-increment), timestamps are epoch milliseconds in `BIGINT`.
 //! Migrations in `migrations/` are applied at start; readiness checks that all of them are.
-//! Queries live in one module per aggregate: `users`, `messages`, `analytics`.
+//! Queries live in one module per aggregate: `users`, `messages`, `analytics`, and
+//! `retention` (history purge and job runs).
 
 pub mod analytics;
 pub mod messages;
+pub mod retention;
 pub mod users;
 
 use std::path::Path;
@@ -15,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
+
+use crate::cluster::breaker::{BreakerOpen, CircuitBreaker};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -33,6 +37,9 @@ pub enum StorageError {
     /// `DATABASE_URL` is not a SQLite or PostgreSQL URL, or its directory cannot be created.
     #[error("unsupported DATABASE_URL: {0}")]
     Url(String),
+    /// The database breaker is open: the call was refused without trying.
+    #[error(transparent)]
+    CircuitOpen(#[from] BreakerOpen),
 }
 
 impl StorageError {
@@ -58,6 +65,7 @@ pub enum Backend {
 pub struct Database {
     pool: AnyPool,
     backend: Backend,
+    breaker: CircuitBreaker,
 }
 
 /// What the readiness probe learns from the database.
@@ -70,8 +78,13 @@ pub struct DatabaseHealth {
 }
 
 impl Database {
-    /// Opens the pool (creating a SQLite file and its directory if needed) and applies migrations.
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StorageError> {
+    /// Opens the pool (creating a SQLite file and its directory if needed) and applies
+    /// migrations. Calls made through `guarded` go through `breaker`.
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        breaker: CircuitBreaker,
+    ) -> Result<Self, StorageError> {
         sqlx::any::install_default_drivers();
         let (url, backend) = normalize_url(url)?;
         let options =
@@ -95,7 +108,36 @@ impl Database {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            breaker,
+        })
+    }
+
+    /// The breaker in front of the database.
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+
+    /// Runs `call` through the database circuit breaker. Only failures to reach the database
+    /// count (timeouts, I/O, a closed pool), never an answer such as a constraint violation.
+    pub(crate) async fn guarded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, StorageError> {
+        let unreachable = |err: &sqlx::Error| {
+            matches!(
+                err,
+                sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::Protocol(_)
+                    | sqlx::Error::WorkerCrashed
+            )
+        };
+        Ok(self.breaker.call(call, unreachable).await??)
     }
 
     /// The engine in use.

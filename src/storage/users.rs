@@ -31,7 +31,7 @@ impl Database {
         username: &Username,
         password_hash: &str,
     ) -> Result<User, StorageError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.guarded(self.pool().begin()).await?;
         let id = next_id(&mut tx, "users").await?;
         sqlx::query(
             "INSERT INTO users (id, username, username_key, password_hash, analytics_opted_out, created_at) \
@@ -57,11 +57,15 @@ impl Database {
         &self,
         username: &Username,
     ) -> Result<Option<Credentials>, StorageError> {
-        let row =
-            sqlx::query("SELECT id, username, password_hash FROM users WHERE username_key = $1")
+        let row = self
+            .guarded(
+                sqlx::query(
+                    "SELECT id, username, password_hash FROM users WHERE username_key = $1",
+                )
                 .bind(username.key())
-                .fetch_optional(self.pool())
-                .await?;
+                .fetch_optional(self.pool()),
+            )
+            .await?;
         row.map(|row| -> Result<_, sqlx::Error> {
             Ok(Credentials {
                 user: User {
@@ -77,11 +81,13 @@ impl Database {
 
     /// Whether the user opted out of analytics (false for unknown users).
     pub async fn user_opted_out(&self, user: UserId) -> Result<bool, StorageError> {
-        let flag: Option<i64> =
-            sqlx::query_scalar("SELECT analytics_opted_out FROM users WHERE id = $1")
-                .bind(user.0)
-                .fetch_optional(self.pool())
-                .await?;
+        let flag: Option<i64> = self
+            .guarded(
+                sqlx::query_scalar("SELECT analytics_opted_out FROM users WHERE id = $1")
+                    .bind(user.0)
+                    .fetch_optional(self.pool()),
+            )
+            .await?;
         Ok(flag.unwrap_or(0) != 0)
     }
 
@@ -91,11 +97,13 @@ impl Database {
         user: UserId,
         opted_out: bool,
     ) -> Result<(), StorageError> {
-        sqlx::query("UPDATE users SET analytics_opted_out = $1 WHERE id = $2")
-            .bind(i64::from(opted_out))
-            .bind(user.0)
-            .execute(self.pool())
-            .await?;
+        self.guarded(
+            sqlx::query("UPDATE users SET analytics_opted_out = $1 WHERE id = $2")
+                .bind(i64::from(opted_out))
+                .bind(user.0)
+                .execute(self.pool()),
+        )
+        .await?;
         Ok(())
     }
 }

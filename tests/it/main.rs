@@ -16,3 +16,8 @@ mod identity;
 mod process;
 mod recovery;
 mod redis_cluster;
+mod toolkit_breakers;
+mod toolkit_jobs;
+mod toolkit_registry;
+mod toolkit_runtime;
+mod toolkit_streams;

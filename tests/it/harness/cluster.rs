@@ -120,6 +120,13 @@ impl TestCluster {
         self.instances.push(process);
     }
 
+    /// Starts one more instance (`web-<n+1>`) with `extra` environment on top of the
+    /// current settings.
+    pub async fn add_instance_with(&mut self, extra: &[(&str, &str)]) {
+        let process = self.spawn(self.instances.len(), extra).await;
+        self.instances.push(process);
+    }
+
     /// Base URL of instance `i`.
     pub fn url(&self, i: usize) -> &str {
         &self.instances[i].base
@@ -141,6 +148,16 @@ impl TestCluster {
         assert_eq!(code, Some(0), "web-{} should drain and exit 0", i + 1);
         let process = self.spawn(i, extra).await;
         self.instances[i] = process;
+    }
+
+    /// The number a one-value SQL query returns (a `COUNT(*)`, say).
+    pub async fn sql_number(&self, sql: &str) -> i64 {
+        self.postgres
+            .psql(sql)
+            .await
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("`{sql}` returns a number"))
     }
 
     /// Every key in Redis with its type and value, for leak checks.

@@ -74,6 +74,30 @@ pub fn browser() -> Client {
         .expect("http client")
 }
 
+/// `GET url` answered with JSON (any status), for health and admin views.
+pub async fn get_json(url: &str) -> Value {
+    browser()
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("GET {url}: {err}"))
+        .json()
+        .await
+        .unwrap_or_else(|err| panic!("GET {url} is not JSON: {err}"))
+}
+
+/// `GET /metrics` of `base` as text.
+pub async fn metrics_text(base: &str) -> String {
+    browser()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
 /// Registers and logs in through `base`; returns the session cookie (`roomcast.sid=…`).
 pub async fn register_and_login(client: &Client, base: &str, name: &str) -> String {
     let body = json!({"username": name, "password": PASSWORD});
