@@ -185,6 +185,23 @@ async fn the_cluster_suite_passes_on_a_redis_cluster_with_sharded_pubsub() {
     });
     assert!(report.contains("# fail 0"), "{report}");
 
+    // The registry's listing reads every entry at once: its keys share one slot.
+    let listed: Value = impatient()
+        .get(format!("{}/api/admin/instances", deployment.url(1)))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("GET /api/admin/instances")
+        .json()
+        .await
+        .expect("instances json");
+    let mut ids: Vec<&str> = listed["instances"]
+        .as_array()
+        .map(|all| all.iter().filter_map(|i| i["id"].as_str()).collect())
+        .unwrap_or_default();
+    ids.sort_unstable();
+    assert_eq!(ids, ["web-1", "web-2", "web-3"], "{listed}");
+
     // Sessions spread over the shards; presence keys share one slot (its scripts touch
     // several keys at once).
     let masters = redis.masters();
