@@ -23,11 +23,16 @@ case "$scenario" in
   *) echo "unknown scenario: $scenario (all|fanout|chat|idle|storm|http|drain|ceiling|smoke)" >&2; exit 2 ;;
 esac
 
+for tool in curl python3 redis-server redis-benchmark node npm; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "bench: $tool is required" >&2; exit 2; }
+done
+
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/roomcast/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
 # 10,000+ sockets per process on both sides.
+ulimit -Hn 200000 2>/dev/null || true
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 30000 ]; then
   log "warning: open-file limit is $(ulimit -n); the 10,000-socket scenarios may fail"
@@ -213,14 +218,27 @@ else
   selected=("$scenario")
 fi
 
-for name in "${selected[@]}"; do
+if [ "$smoke" = 1 ]; then
+  # Smoke: one set of instances per peer for every scenario (drain, which kills one, is last).
   for peer in roomcast node; do
     start_peer "$peer"
-    # shellcheck disable=SC2046
-    run_loadgen "$name" "$peer" $(scenario_args "$name")
+    for name in "${selected[@]}"; do
+      # shellcheck disable=SC2046
+      run_loadgen "$name" "$peer" $(scenario_args "$name")
+    done
     stop_peer
   done
-done
+else
+  # Fresh instances for every scenario and peer, so no scenario inherits another's heap.
+  for name in "${selected[@]}"; do
+    for peer in roomcast node; do
+      start_peer "$peer"
+      # shellcheck disable=SC2046
+      run_loadgen "$name" "$peer" $(scenario_args "$name")
+      stop_peer
+    done
+  done
+fi
 
 # --- the ceiling: Redis PUBLISH and a raw WebSocket echo on loopback ----------------------------
 if [ "$scenario" = all ] || [ "$scenario" = ceiling ]; then
