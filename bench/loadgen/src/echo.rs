@@ -25,7 +25,10 @@ pub async fn serve(args: &Args) -> Result<Value, String> {
         };
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
+            let Ok(ws) =
+                tokio_tungstenite::accept_async_with_config(stream, Some(crate::sio::ws_config()))
+                    .await
+            else {
                 return;
             };
             let (mut sink, mut source) = ws.split();
@@ -52,9 +55,13 @@ pub async fn drive(args: &Args) -> Result<Value, String> {
     let url = format!("ws://{}/", crate::http::authority(&target));
     let mut sockets = Vec::with_capacity(connections);
     for _ in 0..connections {
-        let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
-            .await
-            .map_err(|err| format!("connect {url}: {err}"))?;
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(
+            url.as_str(),
+            Some(crate::sio::ws_config()),
+            true,
+        )
+        .await
+        .map_err(|err| format!("connect {url}: {err}"))?;
         sockets.push(ws);
     }
     let window = ProcWindow::start(&pids);

@@ -185,8 +185,14 @@ pub async fn ramp(args: &Args) -> Result<Value, String> {
     let mut steps = Vec::new();
     let mut best: Option<Value> = None;
     let mut seq = vec![0u32; senders.len()];
-    for (step_index, &rate) in rates.iter().enumerate() {
-        let step = step_index as u32 + 1;
+    // A step that fails is run once more before the ramp stops: on a shared machine one
+    // scheduling hiccup should not end the ramp for either peer.
+    let mut plan: std::collections::VecDeque<(f64, bool)> =
+        rates.iter().map(|&rate| (rate, false)).collect();
+    let mut step_index = 0usize;
+    while let Some((rate, is_retry)) = plan.pop_front() {
+        step_index += 1;
+        let step = step_index as u32;
         for conn in &running {
             if let Ok(mut stats) = conn.stats.lock() {
                 *stats = RecvStats {
@@ -234,6 +240,7 @@ pub async fn ramp(args: &Args) -> Result<Value, String> {
         }
         let resources = window.finish();
         let mut latencies = Vec::with_capacity(received as usize);
+        let mut ack_latencies = Vec::new();
         let (mut duplicates, mut late, mut acks_ok, mut acks_err) = (0, 0, 0, 0);
         let mut ack_error = None;
         received = 0;
@@ -241,6 +248,7 @@ pub async fn ramp(args: &Args) -> Result<Value, String> {
             if let Ok(mut stats) = conn.stats.lock() {
                 received += stats.seen.len() as u64;
                 latencies.append(&mut stats.latencies_us);
+                ack_latencies.append(&mut stats.ack_latencies_us);
                 duplicates += stats.duplicates;
                 late += stats.late;
                 acks_ok += stats.acks_ok;
@@ -271,13 +279,20 @@ pub async fn ramp(args: &Args) -> Result<Value, String> {
             "duplicates": duplicates,
             "late_from_previous_step": late,
             "latency": latency,
+            "ack_latency": stats::latency_summary(&mut ack_latencies),
             "resources": resources,
+            "retry": is_retry,
             "passed": passed,
         });
         eprintln!("ramp step {step}: {result}");
         steps.push(result.clone());
         if !passed {
-            break;
+            if is_retry {
+                break;
+            }
+            plan.push_front((rate, true));
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
         }
         best = Some(result);
         // Let stragglers of this step arrive (they count as late, not as this step's).

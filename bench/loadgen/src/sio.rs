@@ -15,7 +15,15 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// WebSocket settings of every bench connection. tungstenite's default 128 KiB read buffer is
+/// zero-filled before every read: with thousands of sockets that memset was half of the load
+/// generator's CPU, so it reads in 4 KiB steps (as the servers do).
+pub fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(4096)
+}
 
 /// Bound for the handshake, the CONNECT answer and the join ack.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -44,6 +52,8 @@ pub struct RecvStats {
     pub late: u64,
     pub acks_ok: u64,
     pub acks_err: u64,
+    /// Send-to-ack time of this connection's own messages (the server's store + broadcast).
+    pub ack_latencies_us: Vec<u32>,
     pub last_error: Option<String>,
 }
 
@@ -83,9 +93,10 @@ impl Session {
             .map_err(|err| format!("request: {err}"))?;
         let cookie = HeaderValue::from_str(cookie).map_err(|err| format!("cookie: {err}"))?;
         request.headers_mut().insert("cookie", cookie);
-        let (ws, _) = tokio_tungstenite::connect_async(request)
-            .await
-            .map_err(|err| format!("websocket: {err}"))?;
+        let (ws, _) =
+            tokio_tungstenite::connect_async_with_config(request, Some(ws_config()), true)
+                .await
+                .map_err(|err| format!("websocket: {err}"))?;
         let mut session = Self { ws, next_ack: 1 };
         let open = session.next_text().await?;
         if !open.starts_with('0') {
@@ -162,6 +173,8 @@ impl Session {
         stats: Arc<Mutex<RecvStats>>,
         clock: Clock,
     ) -> Ended {
+        // Ack id → send time, for the send-to-ack latency.
+        let mut pending: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
         loop {
             tokio::select! {
                 command = commands.recv() => {
@@ -173,6 +186,7 @@ impl Session {
                     self.next_ack += 1;
                     let sent_us = clock.elapsed().as_micros() as u64;
                     let text = format!("b|{step}|{sender}|{seq}|{sent_us}");
+                    pending.insert(id, sent_us);
                     let payload = serde_json::json!(["message", { "room": &*room, "text": text }]);
                     if self.send(format!("42{id}{payload}")).await.is_err() {
                         return Ended::Remote;
@@ -193,8 +207,10 @@ impl Session {
                         return Ended::Remote;
                     } else if text.starts_with("42[\"message\"") {
                         record_message(text, &stats, clock);
-                    } else if text.starts_with("43") {
-                        record_ack(text, &stats);
+                    } else if let Some(rest) = text.strip_prefix("43") {
+                        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+                        let sent_us = rest[..digits].parse::<u64>().ok().and_then(|id| pending.remove(&id));
+                        record_ack(text, sent_us, &stats, clock);
                     }
                 }
             }
@@ -232,10 +248,15 @@ fn record_message(packet: &str, stats: &Mutex<RecvStats>, clock: Clock) {
     stats.latencies_us.push(latency);
 }
 
-fn record_ack(packet: &str, stats: &Mutex<RecvStats>) {
+fn record_ack(packet: &str, sent_us: Option<u64>, stats: &Mutex<RecvStats>, clock: Clock) {
+    let now_us = clock.elapsed().as_micros() as u64;
     let Ok(mut stats) = stats.lock() else {
         return;
     };
+    if let Some(sent_us) = sent_us {
+        let latency = now_us.saturating_sub(sent_us).min(u64::from(u32::MAX)) as u32;
+        stats.ack_latencies_us.push(latency);
+    }
     if packet.contains("\"ok\":true") {
         stats.acks_ok += 1;
     } else {
