@@ -154,6 +154,12 @@ def main():
             f"{fmt(get(sc, 'roomcast', 'at_max_p50_ms'), 1)} / {fmt(get(sc, 'roomcast', 'at_max_p99_ms'), 1)}",
             f"{fmt(get(sc, 'node', 'at_max_p50_ms'), 1)} / {fmt(get(sc, 'node', 'at_max_p99_ms'), 1)}", "lower")
         for peer in PEERS:
+            runs = get(sc, peer, "runs_max_sustained_delivered_per_sec")
+            if runs:
+                notes.append(f"- {label}: {peer}: median of {len(runs)} runs, peers alternating; "
+                             f"each run's maximum: {', '.join(fmt(r) for r in runs)} msg/s")
+            if get(sc, peer, "runs_errors"):
+                notes.append(f"- {label}: {peer}: failed runs: `{'; '.join(get(sc, peer, 'runs_errors'))}`")
             if get(sc, peer, "limit_reached") is False and not error_of(sc, peer):
                 notes.append(f"- {label}: {peer} never crossed the limit; the ramp ended at its highest rate, so its figure is a lower bound.")
 
@@ -285,15 +291,17 @@ def main():
             lines += [
                 f"**{name} — {peer}**",
                 "",
-                "| sent/s | delivered/s | delivery | dupes | p50 ms | p99 ms | max ms | ack errors | server CPU cores | server RSS MiB |",
-                "|---|---|---|---|---|---|---|---|---|---|",
+                "| sent/s | delivered/s | delivery | dupes | p50 ms | p99 ms | max ms | send→ack p50 / p99 ms | ack errors | server CPU cores | server RSS MiB | |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|",
             ]
             for s in steps:
                 lines.append(
                     f"| {fmt(s.get('send_rate'))} | {fmt(s.get('delivered_per_sec'))} | {s.get('delivery_ratio')} | "
                     f"{s.get('duplicates')} | {fmt(get(s, 'latency', 'p50_ms'), 1)} | {fmt(get(s, 'latency', 'p99_ms'), 1)} | "
-                    f"{fmt(get(s, 'latency', 'max_ms'), 1)} | {s.get('acks_error')} | "
-                    f"{get(s, 'resources', 'server_cpu_cores')} | {get(s, 'resources', 'server_rss_mib')} |"
+                    f"{fmt(get(s, 'latency', 'max_ms'), 1)} | "
+                    f"{fmt(get(s, 'ack_latency', 'p50_ms'), 1)} / {fmt(get(s, 'ack_latency', 'p99_ms'), 1)} | {s.get('acks_error')} | "
+                    f"{get(s, 'resources', 'server_cpu_cores')} | {get(s, 'resources', 'server_rss_mib')} | "
+                    f"{'retry' if s.get('retry') else ''}{' ✗' if s.get('passed') is False else ''} |"
                 )
             lines.append("")
     with open(args.markdown, "w", encoding="utf-8") as md:

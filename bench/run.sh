@@ -50,6 +50,8 @@ else
   ECHO_CONNS=200
 fi
 HTTP_CONNS=48
+FANOUT_RUNS="${BENCH_FANOUT_RUNS:-3}"
+CHAT_RUNS="${BENCH_CHAT_RUNS:-2}"
 
 # --- scratch space and cleanup -----------------------------------------------------------------
 work="$(mktemp -d "${TMPDIR:-/tmp}/roomcast-bench.XXXXXX")"
@@ -230,12 +232,21 @@ if [ "$smoke" = 1 ]; then
   done
 else
   # Fresh instances for every scenario and peer, so no scenario inherits another's heap.
+  # The ramps are repeated with the peers alternating, so that a busy moment of the shared
+  # machine does not decide the comparison; the report takes each peer's median run.
   for name in "${selected[@]}"; do
-    for peer in roomcast node; do
-      start_peer "$peer"
-      # shellcheck disable=SC2046
-      run_loadgen "$name" "$peer" $(scenario_args "$name")
-      stop_peer
+    runs=1
+    [ "$name" = fanout ] && runs="$FANOUT_RUNS"
+    [ "$name" = chat ] && runs="$CHAT_RUNS"
+    for run in $(seq 1 "$runs"); do
+      for peer in roomcast node; do
+        start_peer "$peer"
+        label="$peer"
+        [ "$runs" -gt 1 ] && label="$peer.r$run"
+        # shellcheck disable=SC2046
+        run_loadgen "$name" "$label" $(scenario_args "$name")
+        stop_peer
+      done
     done
   done
 fi
