@@ -156,7 +156,7 @@ def main():
         for peer in PEERS:
             runs = get(sc, peer, "runs_max_sustained_delivered_per_sec")
             if runs:
-                notes.append(f"- {label}: {peer}: median of {len(runs)} runs, peers alternating; "
+                notes.append(f"- {label}: {peer}: median of {len(runs)} runs (the lower middle one for an even count), peers alternating; "
                              f"each run's maximum: {', '.join(fmt(r) for r in runs)} msg/s")
             if get(sc, peer, "runs_errors"):
                 notes.append(f"- {label}: {peer}: failed runs: `{'; '.join(get(sc, peer, 'runs_errors'))}`")

@@ -51,7 +51,7 @@ else
 fi
 HTTP_CONNS=48
 FANOUT_RUNS="${BENCH_FANOUT_RUNS:-3}"
-CHAT_RUNS="${BENCH_CHAT_RUNS:-2}"
+CHAT_RUNS="${BENCH_CHAT_RUNS:-3}"
 
 # --- scratch space and cleanup -----------------------------------------------------------------
 work="$(mktemp -d "${TMPDIR:-/tmp}/roomcast-bench.XXXXXX")"
