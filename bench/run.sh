@@ -278,6 +278,12 @@ python3 bench/collect.py \
   --roomcast-bin "$ROOMCAST_BIN" --pg-bin "$pg_bin"
 if [ "$smoke" = 1 ]; then
   python3 bench/render.py --results "$out/$stamp.json" --markdown "$work/BENCHMARKS.md" --plots "$work"
+  # The smoke run asserts no figure, only that every scenario ran for both peers.
+  failed="$(grep -l '^{"error"' "$work"/results/*.json || true)"
+  if [ -n "$failed" ]; then
+    log "smoke run: scenarios failed: $(basename -a $failed | tr '\n' ' ')"
+    exit 1
+  fi
   log "smoke run finished in $((SECONDS - started_secs)) s (nothing written into the tree)"
 else
   python3 bench/render.py --results "$out/$stamp.json" --markdown "$root/BENCHMARKS.md" --plots "$root/bench/results"
