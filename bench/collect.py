@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""Gathers the per-scenario JSON files of one bench run, the machine and the versions into
+one results file (bench/results/<date>.json). Standard library only."""
+
+import argparse
+import glob
+import json
+import os
+import platform
+import subprocess
+
+
+def command_output(*argv):
+    """First line of a command's output, or None when it cannot run."""
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = (done.stdout or done.stderr).strip()
+    return text.splitlines()[0] if text else None
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def memory_gib():
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemTotal:"):
+                    return round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def node_packages(lock_path):
+    """Pinned versions of the Node peer's direct dependencies."""
+    try:
+        with open(lock_path, encoding="utf-8") as lock:
+            data = json.load(lock)
+    except (OSError, ValueError):
+        return {}
+    root = data.get("packages", {}).get("", {})
+    return {
+        name: data["packages"].get(f"node_modules/{name}", {}).get("version")
+        for name in sorted(root.get("dependencies", {}))
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--results", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--started", required=True)
+    parser.add_argument("--elapsed", type=int, required=True)
+    parser.add_argument("--smoke", default="0")
+    parser.add_argument("--scenario", default="all")
+    parser.add_argument("--roomcast-bin", required=True)
+    parser.add_argument("--pg-bin", required=True)
+    args = parser.parse_args()
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    scenarios = {}
+    for path in sorted(glob.glob(os.path.join(args.results, "*.json"))):
+        name = os.path.basename(path)[: -len(".json")]
+        scenario, _, peer = name.partition("-")
+        try:
+            with open(path, encoding="utf-8") as result:
+                value = json.load(result)
+        except (OSError, ValueError) as err:
+            value = {"error": f"unreadable result: {err}"}
+        scenarios.setdefault(scenario, {})[peer] = value
+
+    # Repeated ramps (`<scenario>-<peer>.r<n>.json`): the peer's figure is the run with the
+    # median maximum; every run's maximum is kept next to it.
+    for scenario, peers in scenarios.items():
+        repeated = {}
+        for key in [key for key in peers if ".r" in key]:
+            peer, _, _ = key.partition(".r")
+            repeated.setdefault(peer, []).append(peers.pop(key))
+        for peer, runs in repeated.items():
+            def maximum(run):
+                return run.get("max_sustained_delivered_per_sec") or 0
+
+            ordered = sorted(runs, key=maximum)
+            chosen = dict(ordered[(len(ordered) - 1) // 2])
+            chosen["runs"] = len(runs)
+            chosen["runs_max_sustained_delivered_per_sec"] = [
+                run.get("max_sustained_delivered_per_sec") for run in runs
+            ]
+            chosen["runs_errors"] = [run["error"] for run in runs if "error" in run]
+            peers[peer] = chosen
+
+    git_rev = command_output("git", "-C", here, "rev-parse", "--short", "HEAD")
+    results = {
+        "started": args.started,
+        "elapsed_secs": args.elapsed,
+        "smoke": args.smoke == "1",
+        "scenario": args.scenario,
+        "machine": {
+            "cpu": cpu_model(),
+            "cores": os.cpu_count(),
+            "memory_gib": memory_gib(),
+            "kernel": platform.release(),
+            "os": command_output("sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"),
+            "load_average_at_end": os.getloadavg()[0],
+        },
+        "versions": {
+            "roomcast_commit": git_rev,
+            "rustc": command_output("rustc", "--version"),
+            "node": command_output("node", "--version"),
+            "node_peer_packages": node_packages(os.path.join(here, "peers", "node", "package-lock.json")),
+            "redis": command_output("redis-server", "--version"),
+            "postgresql": command_output(os.path.join(args.pg_bin, "postgres"), "--version"),
+        },
+        "settings": {
+            "instances_per_peer": 3,
+            "roomcast_env": "MESSAGE_RATE_PER_SEC=1000000 MESSAGE_RATE_BURST=1000000 "
+            "CONNECTION_RATE_PER_IP=1000000 CONNECTION_BURST_PER_IP=1000000 MAX_CONNECTIONS=30000 "
+            "SHUTDOWN_TIMEOUT_SECS=10 RUST_LOG=warn, release build",
+            "node_env": "NODE_ENV=production MESSAGE_RATE_PER_SEC=1000000",
+            "postgresql": "fsync=off full_page_writes=off max_connections=200 (as in the test harness)",
+            "redis": "--save '' --appendonly no",
+        },
+        "scenarios": scenarios,
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w", encoding="utf-8") as out:
+        json.dump(results, out, indent=2, sort_keys=False)
+        out.write("\n")
+
+
+if __name__ == "__main__":
+    main()
