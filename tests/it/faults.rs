@@ -3,46 +3,12 @@
 
 use std::time::Duration;
 
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::harness::actor::Actor;
 use crate::harness::cluster::TestCluster;
-use crate::harness::{PASSWORD, browser, register_and_login, run_node};
-
-/// A client whose every request gives up after 10 s: a hang fails the test instead of
-/// stalling it.
-fn impatient() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client")
-}
-
-async fn ready(base: &str) -> (StatusCode, Value) {
-    let res = impatient()
-        .get(format!("{base}/health/ready"))
-        .send()
-        .await
-        .expect("readiness answers");
-    let status = res.status();
-    (status, res.json().await.unwrap_or(Value::Null))
-}
-
-async fn wait_ready(base: &str, expected: StatusCode, within: Duration) -> Value {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let (status, body) = ready(base).await;
-        if status == expected {
-            return body;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{base}: readiness stayed {status} (wanted {expected}): {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+use crate::harness::{PASSWORD, browser, impatient, register_and_login, run_node, wait_readiness};
 
 fn failing(body: &Value) -> Vec<String> {
     body["failing"]
@@ -88,7 +54,7 @@ async fn a_redis_restart_fails_fast_then_recovers_broadcasts_without_restarting_
             StatusCode::OK,
             "liveness does not depend on Redis"
         );
-        let body = wait_ready(
+        let body = wait_readiness(
             cluster.url(i),
             StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(10),
@@ -110,7 +76,7 @@ async fn a_redis_restart_fails_fast_then_recovers_broadcasts_without_restarting_
 
     cluster.redis.restart().await;
     for i in 0..2 {
-        wait_ready(cluster.url(i), StatusCode::OK, Duration::from_secs(20)).await;
+        wait_readiness(cluster.url(i), StatusCode::OK, Duration::from_secs(20)).await;
     }
     let report = crosstalk(&urls).await;
     assert!(
@@ -125,7 +91,7 @@ async fn a_database_outage_turns_readiness_off_and_writes_into_503_until_it_retu
     let mut cluster = TestCluster::start(1).await;
     let base = cluster.url(0).to_owned();
     cluster.postgres.stop().await;
-    let body = wait_ready(
+    let body = wait_readiness(
         &base,
         StatusCode::SERVICE_UNAVAILABLE,
         Duration::from_secs(10),
@@ -144,7 +110,7 @@ async fn a_database_outage_turns_readiness_off_and_writes_into_503_until_it_retu
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
 
     cluster.postgres.start_again().await;
-    wait_ready(&base, StatusCode::OK, Duration::from_secs(30)).await;
+    wait_readiness(&base, StatusCode::OK, Duration::from_secs(30)).await;
     let res = impatient()
         .post(format!("{base}/api/auth/register"))
         .json(&json!({"username": crate::harness::username(), "password": PASSWORD}))
@@ -180,7 +146,7 @@ async fn socket_actions_answer_unavailable_during_outages_and_recover_on_the_sam
         "a message while Redis is down: {refused}"
     );
     cluster.redis.restart().await;
-    wait_ready(&base, StatusCode::OK, Duration::from_secs(20)).await;
+    wait_readiness(&base, StatusCode::OK, Duration::from_secs(20)).await;
     let sent = actor.run("say outage after-redis").await;
     assert_eq!(
         sent["ack"]["ok"], true,
@@ -195,7 +161,7 @@ async fn socket_actions_answer_unavailable_during_outages_and_recover_on_the_sam
         "a message that cannot be stored is refused: {refused}"
     );
     cluster.postgres.start_again().await;
-    wait_ready(&base, StatusCode::OK, Duration::from_secs(30)).await;
+    wait_readiness(&base, StatusCode::OK, Duration::from_secs(30)).await;
     let sent = actor.run("say outage after-database").await;
     assert_eq!(sent["ack"]["ok"], true, "{sent}");
 

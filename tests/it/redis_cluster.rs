@@ -10,40 +10,15 @@ use serde_json::{Value, json};
 
 use crate::harness::process::run_to_exit;
 use crate::harness::redis_cluster::{RedisCluster, RedisClusterDeployment};
-use crate::harness::{ADMIN_TOKEN, PASSWORD, browser, register_and_login, run_node, username};
+use crate::harness::{
+    ADMIN_TOKEN, PASSWORD, browser, impatient, register_and_login, run_node, username,
+    wait_readiness,
+};
 
 /// The adapter's broadcast channel of namespace `/` (`<prefix>-request#<namespace>#`).
 const BROADCAST_CHANNEL: &str = "roomcast-sio-request#/#";
 /// How long the deployment may take to work again once the cluster has failed over.
 const RECOVERY: Duration = Duration::from_secs(60);
-
-/// A client whose every request gives up after 10 s: a hang fails the test instead of
-/// stalling it.
-fn impatient() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client")
-}
-
-/// Polls `/health/ready` until it answers `expected`; returns that body.
-async fn wait_readiness(base: &str, expected: StatusCode, within: Duration) -> Value {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let (status, body) = match impatient().get(format!("{base}/health/ready")).send().await {
-            Ok(res) => (res.status(), res.json().await.unwrap_or(Value::Null)),
-            Err(err) => (StatusCode::BAD_GATEWAY, Value::from(err.to_string())),
-        };
-        if status == expected {
-            return body;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{base}: readiness stayed {status} (wanted {expected}) for {within:?}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// Subscribers of `channel` on node `i`: `PUBSUB SHARDNUMSUB` (sharded) or `NUMSUB` (classic).
 fn subscribers(redis: &RedisCluster, i: usize, subcommand: &str, channel: &str) -> u64 {

@@ -9,6 +9,7 @@ pub mod services;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use reqwest::{Client, Response, StatusCode};
 use roomcast::App;
@@ -270,4 +271,33 @@ pub async fn error_code(res: Response) -> String {
         .as_str()
         .unwrap_or_default()
         .to_owned()
+}
+
+/// A client whose every request gives up after 10 s: a hang fails the test instead of
+/// stalling it.
+pub fn impatient() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+/// Polls `/health/ready` of `base` until it answers `expected`; returns that body. A refused
+/// connection counts as not ready yet.
+pub async fn wait_readiness(base: &str, expected: StatusCode, within: Duration) -> Value {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let (status, body) = match impatient().get(format!("{base}/health/ready")).send().await {
+            Ok(res) => (res.status(), res.json().await.unwrap_or(Value::Null)),
+            Err(err) => (StatusCode::BAD_GATEWAY, Value::from(err.to_string())),
+        };
+        if status == expected {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{base}: readiness stayed {status} (wanted {expected}) for {within:?}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
