@@ -80,6 +80,23 @@ mkdir -p "$out"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# A free port for a Redis Cluster node: at most 55535, with its cluster bus port (+10000) free too.
+free_cluster_port() {
+  python3 -c '
+import random, socket
+while True:
+    port = random.randint(20000, 55535)
+    try:
+        for p in (port, port + 10000):
+            s = socket.socket()
+            s.bind(("127.0.0.1", p))
+            s.close()
+    except OSError:
+        continue
+    print(port)
+    break'
+}
+
 wait_http() { # url [seconds]
   local deadline=$((SECONDS + ${2:-30}))
   until curl -fs -o /dev/null "$1"; do
@@ -118,7 +135,7 @@ CLUSTER_NODES=""
 start_redis_cluster() {
   local i port deadline
   for i in 1 2 3 4 5 6; do
-    port="$(free_port)"
+    port="$(free_cluster_port)"
     cluster_ports+=("$port")
     mkdir -p "$work/redis-cluster/$i"
     redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
@@ -126,8 +143,12 @@ start_redis_cluster() {
       --dir "$work/redis-cluster/$i" --logfile "$work/redis-cluster/$i/redis.log" &
     pids+=($!)
   done
+  deadline=$((SECONDS + 30))
   for port in "${cluster_ports[@]}"; do
-    until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.1; done
+    until redis-cli -p "$port" ping >/dev/null 2>&1; do
+      if [ "$SECONDS" -ge "$deadline" ]; then log "redis cluster: node on port $port did not start"; return 1; fi
+      sleep 0.1
+    done
   done
   CLUSTER_NODES="$(printf '127.0.0.1:%s,' "${cluster_ports[@]}")"
   CLUSTER_NODES="${CLUSTER_NODES%,}"
