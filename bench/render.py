@@ -311,7 +311,7 @@ def main():
             f"Scenario{'s' if len(names) > 1 else ''} {', '.join(names)} from the later run "
             f"`{os.path.relpath(os.path.abspath(path), md_dir)}` (started {extra.get('started')}, "
             f"took {extra.get('elapsed_secs')} s, load average at the end "
-            f"{get(extra, 'machine', 'load_average_at_end')}, commit {get(extra, 'versions', 'roomcast_commit')})."
+            f"{fmt(get(extra, 'machine', 'load_average_at_end'), 2)}, commit {get(extra, 'versions', 'roomcast_commit')})."
             for path, extra, names in merged
         ],
         "",
