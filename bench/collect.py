@@ -72,7 +72,8 @@ def main():
     scenarios = {}
     for path in sorted(glob.glob(os.path.join(args.results, "*.json"))):
         name = os.path.basename(path)[: -len(".json")]
-        scenario, _, peer = name.partition("-")
+        # `<scenario>-<peer>.json`; scenario names may hold a dash (fanout-cluster), peers not.
+        scenario, _, peer = name.rpartition("-")
         try:
             with open(path, encoding="utf-8") as result:
                 value = json.load(result)
@@ -130,6 +131,9 @@ def main():
             "node_env": "NODE_ENV=production MESSAGE_RATE_PER_SEC=1000000",
             "postgresql": "fsync=off full_page_writes=off max_connections=200 (as in the test harness)",
             "redis": "--save '' --appendonly no",
+            "redis_cluster": "6 nodes on this machine (3 masters, 1 replica each, "
+            "--cluster-node-timeout 5000, --save '' --appendonly no), roomcast with "
+            "REDIS_CLUSTER_NODES listing all 6 (sharded Pub/Sub)",
         },
         "scenarios": scenarios,
     }

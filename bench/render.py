@@ -8,7 +8,7 @@ import math
 import os
 
 PEERS = ("roomcast", "node")
-COLORS = {"roomcast": "#c0392b", "node": "#2471a3"}
+COLORS = {"roomcast": "#c0392b", "node": "#2471a3", "single Redis": "#c0392b", "Redis Cluster": "#7d3c98"}
 
 
 def get(data, *path):
@@ -107,27 +107,103 @@ def svg_plot(title, series, path):
     return True
 
 
+def step_points(steps):
+    return [
+        (s.get("delivered_per_sec") or 0, get(s, "latency", "p99_ms"), get(s, "latency", "p50_ms"))
+        for s in steps or []
+    ]
+
+
 def ramp_series(scenario):
-    series = {}
-    for peer in PEERS:
-        steps = get(scenario, peer, "steps") or []
-        series[peer] = [
-            (s.get("delivered_per_sec") or 0, get(s, "latency", "p99_ms"), get(s, "latency", "p50_ms"))
-            for s in steps
+    return {peer: step_points(get(scenario, peer, "steps")) for peer in PEERS}
+
+
+def load_results(paths):
+    """The first file's run, with the scenarios of every later file laid over it: a single
+    scenario run (`./bench/run.sh fanout-cluster`) is shown next to the last full run's figures
+    without running everything again. Returns the results and, per later file, its scenarios."""
+    with open(paths[0], encoding="utf-8") as results_file:
+        results = json.load(results_file)
+    merged = []
+    for path in paths[1:]:
+        with open(path, encoding="utf-8") as results_file:
+            extra = json.load(results_file)
+        scenarios = extra.get("scenarios", {})
+        results.setdefault("scenarios", {}).update(scenarios)
+        for key, value in extra.get("settings", {}).items():
+            results.setdefault("settings", {}).setdefault(key, value)
+        merged.append((path, extra, sorted(scenarios)))
+    return results, merged
+
+
+def cluster_section(scenarios, plots_dir, stamp, md_dir):
+    """fan-out on one Redis vs on a Redis Cluster, roomcast only, side by side."""
+    single, cluster = get(scenarios, "fanout", "roomcast"), get(scenarios, "fanout-cluster", "roomcast")
+    if not cluster:
+        return []
+    single = single or {}
+    lines = [
+        "## fan-out: single Redis vs Redis Cluster (roomcast)",
+        "",
+        "The same fan-out ramp (1 room × 1,000 members, 10 senders, 3 instances) on one Redis and on "
+        "a 6-node Redis Cluster (3 masters + 3 replicas, sharded Pub/Sub) on the same machine.",
+        "",
+        "| metric | single Redis | Redis Cluster | cluster / single |",
+        "|---|---|---|---|",
+    ]
+    ours, theirs = cluster.get("max_sustained_delivered_per_sec"), single.get("max_sustained_delivered_per_sec")
+    lines.append(f"| max sustained delivered msg/s (p99 ≤ 100 ms, ≥ 99.9 %) | {fmt(theirs)} | {fmt(ours)} | {ratio(ours, theirs)} |")
+    lines.append(
+        f"| p50 / p99 ms at that rate | {fmt(single.get('at_max_p50_ms'), 1)} / {fmt(single.get('at_max_p99_ms'), 1)} | "
+        f"{fmt(cluster.get('at_max_p50_ms'), 1)} / {fmt(cluster.get('at_max_p99_ms'), 1)} | |"
+    )
+    for label, key in (("p50 ms", "p50_ms"), ("p99 ms", "p99_ms")):
+        # The same send rate on both sides: the latency cost of the cluster at equal load.
+        common = [
+            (s, c)
+            for s in single.get("steps") or []
+            for c in cluster.get("steps") or []
+            if s.get("send_rate") == c.get("send_rate") and not s.get("retry") and not c.get("retry")
         ]
-    return series
+        if common:
+            s, c = common[len(common) // 2]
+            lines.append(
+                f"| {label} at {fmt(s.get('send_rate'))} sent/s ({fmt(s.get('delivered_per_sec'))} / "
+                f"{fmt(c.get('delivered_per_sec'))} delivered/s) | {fmt(get(s, 'latency', key), 1)} | "
+                f"{fmt(get(c, 'latency', key), 1)} | {ratio(get(c, 'latency', key), get(s, 'latency', key))} |"
+            )
+    lines.append(
+        f"| runs | {single.get('runs', 1)} (median) | {cluster.get('runs', 1)}"
+        f"{' (median)' if cluster.get('runs', 1) > 1 else ''} | |"
+    )
+    lines.append("")
+    notes = []
+    for name, value in (("single Redis", single), ("Redis Cluster", cluster)):
+        if value.get("error"):
+            notes.append(f"- {name}: failed: `{value['error']}`")
+        elif value.get("limit_reached") is False:
+            notes.append(f"- {name} never crossed the limit; the ramp ended at its highest rate, so its figure is a lower bound.")
+    if notes:
+        lines += ["Notes:", "", *notes, ""]
+    path = os.path.join(plots_dir, f"{stamp}-fanout-cluster.svg")
+    title = "fan-out, roomcast: single Redis vs Redis Cluster"
+    if svg_plot(title, {"single Redis": step_points(single.get("steps")), "Redis Cluster": step_points(cluster.get("steps"))}, path):
+        lines += [f"![{title}]({os.path.relpath(path, md_dir)})", ""]
+    return lines
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--results", required=True)
+    parser.add_argument("--results", required=True, action="append",
+                        help="results file; repeat to lay later single-scenario runs over a full run")
     parser.add_argument("--markdown", required=True)
     parser.add_argument("--plots", required=True)
     args = parser.parse_args()
-    with open(args.results, encoding="utf-8") as results_file:
-        results = json.load(results_file)
+    results, merged = load_results(args.results)
     scenarios = results.get("scenarios", {})
-    stamp = os.path.basename(args.results)[: -len(".json")]
+    # Plots are named after the run they come from (the cluster plot after the last run).
+    stamp = os.path.basename(args.results[0])[: -len(".json")]
+    last_stamp = os.path.basename(args.results[-1])[: -len(".json")]
     md_dir = os.path.dirname(os.path.abspath(args.markdown))
 
     rows = []
@@ -228,9 +304,16 @@ def main():
         "# Benchmarks: roomcast vs. the Node.js socket.io stack",
         "",
         "Generated by `./bench/run.sh` from "
-        f"`{os.path.relpath(os.path.abspath(args.results), md_dir)}` — do not edit by hand.",
+        f"`{os.path.relpath(os.path.abspath(args.results[0]), md_dir)}` — do not edit by hand.",
         f"Run started {results.get('started')}, took {results.get('elapsed_secs')} s"
         + (" (**smoke run: tiny sizes, figures meaningless**)" if results.get("smoke") else "") + ".",
+        *[
+            f"Scenario{'s' if len(names) > 1 else ''} {', '.join(names)} from the later run "
+            f"`{os.path.relpath(os.path.abspath(path), md_dir)}` (started {extra.get('started')}, "
+            f"took {extra.get('elapsed_secs')} s, load average at the end "
+            f"{fmt(get(extra, 'machine', 'load_average_at_end'), 2)}, commit {get(extra, 'versions', 'roomcast_commit')})."
+            for path, extra, names in merged
+        ],
         "",
         "## Machine and versions",
         "",
@@ -250,6 +333,7 @@ def main():
         f"- roomcast: {settings.get('roomcast_env')}",
         f"- Node peer: {settings.get('node_env')}",
         f"- PostgreSQL: {settings.get('postgresql')}; Redis: {settings.get('redis')}",
+        *([f"- Redis Cluster (fanout-cluster, roomcast only): {settings.get('redis_cluster')}"] if settings.get("redis_cluster") else []),
         "- Load generator: `bench/loadgen` (Rust, tokio + tokio-tungstenite), Engine.IO 4 / Socket.IO 5 "
         "over WebSocket, 20 users' session cookies shared by all sockets, sockets spread round-robin "
         "over the instances; latency is from the sender's write to each receiver's read, in one process.",
@@ -258,7 +342,7 @@ def main():
         "",
         "```",
         "./bench/run.sh            # everything (this report)",
-        "./bench/run.sh fanout     # one scenario: fanout | chat | idle | storm | http | drain | ceiling",
+        "./bench/run.sh fanout     # one scenario: fanout | fanout-cluster | chat | idle | storm | http | drain | ceiling",
         "./bench/run.sh smoke      # tiny sizes, writes to a temp dir (part of scripts/test)",
         "```",
         "",
@@ -282,8 +366,9 @@ def main():
         ]
     for title, rel in plots:
         lines += [f"### {title}", "", f"![{title}]({rel})", ""]
+    lines += cluster_section(scenarios, args.plots, last_stamp, md_dir)
     lines += ["## Ramp steps", ""]
-    for name in ("fanout", "chat"):
+    for name in ("fanout", "fanout-cluster", "chat"):
         for peer in PEERS:
             steps = get(scenarios, name, peer, "steps") or []
             if not steps:

@@ -3,8 +3,9 @@
 # this machine, in one run: the same Redis, the same PostgreSQL, 3 instances of each.
 #
 #   ./bench/run.sh            every scenario; writes bench/results/<date>.json and BENCHMARKS.md
-#   ./bench/run.sh fanout     one scenario (fanout|chat|idle|storm|http|drain|ceiling); the
-#                             results file holds only that scenario, BENCHMARKS.md is rendered
+#   ./bench/run.sh fanout     one scenario (fanout|fanout-cluster|chat|idle|storm|http|drain|
+#                             ceiling); the results file holds only that scenario, BENCHMARKS.md
+#                             is rendered from it merged over the newest full run's results
 #   ./bench/run.sh smoke      tiny sizes, seconds; writes into a temp dir only (the test command
 #                             runs it so the bench cannot rot); also BENCH_SMOKE=1
 #
@@ -19,11 +20,11 @@ scenario="${1:-all}"
 smoke="${BENCH_SMOKE:-0}"
 if [ "$scenario" = smoke ]; then smoke=1; scenario=all; fi
 case "$scenario" in
-  all | fanout | chat | idle | storm | http | drain | ceiling) ;;
-  *) echo "unknown scenario: $scenario (all|fanout|chat|idle|storm|http|drain|ceiling|smoke)" >&2; exit 2 ;;
+  all | fanout | fanout-cluster | chat | idle | storm | http | drain | ceiling) ;;
+  *) echo "unknown scenario: $scenario (all|fanout|fanout-cluster|chat|idle|storm|http|drain|ceiling|smoke)" >&2; exit 2 ;;
 esac
 
-for tool in curl python3 redis-server redis-benchmark node npm; do
+for tool in curl python3 redis-server redis-cli redis-benchmark node npm; do
   command -v "$tool" >/dev/null 2>&1 || { echo "bench: $tool is required" >&2; exit 2; }
 done
 
@@ -51,6 +52,8 @@ else
 fi
 HTTP_CONNS=48
 FANOUT_RUNS="${BENCH_FANOUT_RUNS:-3}"
+# The Redis Cluster ramp runs once: a second and third run would take the full run past 15 min.
+CLUSTER_RUNS="${BENCH_CLUSTER_RUNS:-1}"
 CHAT_RUNS="${BENCH_CHAT_RUNS:-3}"
 
 # --- scratch space and cleanup -----------------------------------------------------------------
@@ -76,6 +79,23 @@ fi
 mkdir -p "$out"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# A free port for a Redis Cluster node: at most 55535, with its cluster bus port (+10000) free too.
+free_cluster_port() {
+  python3 -c '
+import random, socket
+while True:
+    port = random.randint(20000, 55535)
+    try:
+        for p in (port, port + 10000):
+            s = socket.socket()
+            s.bind(("127.0.0.1", p))
+            s.close()
+    except OSError:
+        continue
+    print(port)
+    break'
+}
 
 wait_http() { # url [seconds]
   local deadline=$((SECONDS + ${2:-30}))
@@ -108,6 +128,53 @@ pids+=($!)
 until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.1; done
 export REDIS_URL="redis://127.0.0.1:$redis_port"
 
+# A Redis Cluster of 6 nodes (3 masters, 1 replica each), started only for the fanout-cluster
+# scenario; persistence off like the single Redis. Sets CLUSTER_NODES (host:port,…).
+cluster_ports=()
+CLUSTER_NODES=""
+start_redis_cluster() {
+  local i port deadline
+  for i in 1 2 3 4 5 6; do
+    port="$(free_cluster_port)"
+    cluster_ports+=("$port")
+    mkdir -p "$work/redis-cluster/$i"
+    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+      --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 5000 \
+      --dir "$work/redis-cluster/$i" --logfile "$work/redis-cluster/$i/redis.log" &
+    pids+=($!)
+  done
+  deadline=$((SECONDS + 30))
+  for port in "${cluster_ports[@]}"; do
+    until redis-cli -p "$port" ping >/dev/null 2>&1; do
+      if [ "$SECONDS" -ge "$deadline" ]; then log "redis cluster: node on port $port did not start"; return 1; fi
+      sleep 0.1
+    done
+  done
+  CLUSTER_NODES="$(printf '127.0.0.1:%s,' "${cluster_ports[@]}")"
+  CLUSTER_NODES="${CLUSTER_NODES%,}"
+  log "redis cluster: creating on ${cluster_ports[*]}"
+  # shellcheck disable=SC2046
+  redis-cli --cluster create $(printf '127.0.0.1:%s ' "${cluster_ports[@]}") \
+    --cluster-replicas 1 --cluster-yes >"$work/redis-cluster/create.log" 2>&1
+  deadline=$((SECONDS + 60))
+  for port in "${cluster_ports[@]}"; do
+    until redis-cli -p "$port" cluster info 2>/dev/null | grep -q '^cluster_state:ok'; do
+      if [ "$SECONDS" -ge "$deadline" ]; then log "redis cluster: not ok within 60 s"; return 1; fi
+      sleep 0.2
+    done
+  done
+}
+
+# Empties every master of the cluster (replicas follow).
+flush_redis_cluster() {
+  local port
+  for port in "${cluster_ports[@]}"; do
+    if redis-cli -p "$port" role 2>/dev/null | head -n 1 | grep -q master; then
+      redis-cli -p "$port" flushall >/dev/null
+    fi
+  done
+}
+
 pg_bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
 if [ "$(id -u)" -eq 0 ]; then
   as_pg() { local tool="$1"; shift; runuser -u postgres -- "$pg_bin/$tool" "$@"; }
@@ -136,16 +203,23 @@ session_secret="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 encryption_key="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 
 # --- instances ----------------------------------------------------------------------------------
-# Sets TARGETS (comma-separated base URLs) and SERVER_PIDS for 3 fresh instances of $1.
+# Sets TARGETS (comma-separated base URLs) and SERVER_PIDS for 3 fresh instances of $1;
+# `start_peer roomcast cluster` runs roomcast on the Redis Cluster instead of the single Redis.
 start_peer() {
-  local peer="$1" ports=() server_pids=() i
-  redis-cli -p "$redis_port" flushall >/dev/null
+  local peer="$1" backend="${2:-single}" ports=() server_pids=() i redis_env
+  if [ "$backend" = cluster ]; then
+    flush_redis_cluster
+    redis_env="REDIS_CLUSTER_NODES=$CLUSTER_NODES"
+  else
+    redis-cli -p "$redis_port" flushall >/dev/null
+    redis_env="REDIS_URL=$REDIS_URL"
+  fi
   for i in 1 2 3; do
     local port
     port="$(free_port)"
     ports+=("$port")
     if [ "$peer" = roomcast ]; then
-      env PORT="$port" INSTANCE_ID="rc-$i" REDIS_URL="$REDIS_URL" \
+      env -u REDIS_URL PORT="$port" INSTANCE_ID="rc-$i" "$redis_env" \
         DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/roomcast" \
         SESSION_SECRET="$session_secret" SESSION_ENCRYPTION_KEY="$encryption_key" \
         MESSAGE_RATE_PER_SEC=1000000 MESSAGE_RATE_BURST=1000000 \
@@ -201,7 +275,7 @@ run_loadgen() { # scenario peer mode args…
 
 scenario_args() { # scenario → loadgen mode and options
   case "$1" in
-    fanout) echo "ramp --rooms 1 --members $FANOUT_MEMBERS --senders-per-room 10 --rates $FANOUT_RATES --step-secs $STEP_SECS --grace-secs $GRACE_SECS" ;;
+    fanout | fanout-cluster) echo "ramp --rooms 1 --members $FANOUT_MEMBERS --senders-per-room 10 --rates $FANOUT_RATES --step-secs $STEP_SECS --grace-secs $GRACE_SECS" ;;
     chat) echo "ramp --rooms $CHAT_ROOMS --members $CHAT_MEMBERS --senders-per-room 1 --rates $CHAT_RATES --step-secs $STEP_SECS --grace-secs $GRACE_SECS" ;;
     idle) echo "idle --connections $IDLE_CONNS" ;;
     storm) echo "storm --connections $STORM_CONNS --concurrency 500" ;;
@@ -213,18 +287,41 @@ scenario_args() { # scenario → loadgen mode and options
 started_at="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 started_secs=$SECONDS
 if [ "$scenario" = all ]; then
-  selected=(fanout chat idle storm http drain)
+  selected=(fanout fanout-cluster chat idle storm http drain)
 elif [ "$scenario" = ceiling ]; then
   selected=()
 else
   selected=("$scenario")
 fi
 
+for name in "${selected[@]}"; do
+  if [ "$name" = fanout-cluster ]; then start_redis_cluster; fi
+done
+
+# The peers a scenario runs: the Node peer's Redis adapter has no cluster mode worth measuring,
+# so the Redis Cluster scenario is roomcast's alone (side by side with its single-Redis fan-out).
+scenario_peers() {
+  if [ "$1" = fanout-cluster ]; then echo roomcast; else echo roomcast node; fi
+}
+scenario_backend() {
+  if [ "$1" = fanout-cluster ]; then echo cluster; else echo single; fi
+}
+
 if [ "$smoke" = 1 ]; then
-  # Smoke: one set of instances per peer for every scenario (drain, which kills one, is last).
+  # Smoke: one set of instances per peer for every scenario (drain, which kills one, is last);
+  # the Redis Cluster scenario gets its own roomcast instances.
+  for name in "${selected[@]}"; do
+    if [ "$name" = fanout-cluster ]; then
+      start_peer roomcast cluster
+      # shellcheck disable=SC2046
+      run_loadgen "$name" roomcast $(scenario_args "$name")
+      stop_peer
+    fi
+  done
   for peer in roomcast node; do
     start_peer "$peer"
     for name in "${selected[@]}"; do
+      [ "$name" = fanout-cluster ] && continue
       # shellcheck disable=SC2046
       run_loadgen "$name" "$peer" $(scenario_args "$name")
     done
@@ -238,9 +335,10 @@ else
     runs=1
     [ "$name" = fanout ] && runs="$FANOUT_RUNS"
     [ "$name" = chat ] && runs="$CHAT_RUNS"
+    [ "$name" = fanout-cluster ] && runs="$CLUSTER_RUNS"
     for run in $(seq 1 "$runs"); do
-      for peer in roomcast node; do
-        start_peer "$peer"
+      for peer in $(scenario_peers "$name"); do
+        start_peer "$peer" "$(scenario_backend "$name")"
         label="$peer"
         [ "$runs" -gt 1 ] && label="$peer.r$run"
         # shellcheck disable=SC2046
@@ -286,6 +384,17 @@ if [ "$smoke" = 1 ]; then
   fi
   log "smoke run finished in $((SECONDS - started_secs)) s (nothing written into the tree)"
 else
-  python3 bench/render.py --results "$out/$stamp.json" --markdown "$root/BENCHMARKS.md" --plots "$root/bench/results"
+  # A single scenario is laid over the newest full run, so BENCHMARKS.md keeps every scenario.
+  base=""
+  if [ "$scenario" != all ]; then
+    for candidate in "$out"/*.json; do
+      [ "$candidate" = "$out/$stamp.json" ] && continue
+      if grep -q '"scenario": "all"' "$candidate" && grep -q '"smoke": false' "$candidate"; then
+        base="$candidate"
+      fi
+    done
+  fi
+  python3 bench/render.py ${base:+--results "$base"} --results "$out/$stamp.json" \
+    --markdown "$root/BENCHMARKS.md" --plots "$root/bench/results"
   log "wrote $out/$stamp.json and BENCHMARKS.md in $((SECONDS - started_secs)) s"
 fi
