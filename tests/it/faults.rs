@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 
 use crate::harness::actor::Actor;
 use crate::harness::cluster::TestCluster;
-use crate::harness::{PASSWORD, browser, impatient, register_and_login, run_node, wait_readiness};
+use crate::harness::{
+    PASSWORD, browser, crosstalk, get_json, impatient, register_and_login, wait_readiness,
+};
 
 fn failing(body: &Value) -> Vec<String> {
     body["failing"]
@@ -19,16 +21,6 @@ fn failing(body: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// Runs the socket.io-client probe: a message sent on the first URL must reach the second.
-async fn crosstalk(urls: &str) -> Result<String, String> {
-    run_node(
-        &["cluster/crosstalk.mjs"],
-        &[("ROOMCAST_URLS", urls)],
-        Duration::from_secs(60),
-    )
-    .await
 }
 
 #[tokio::test]
@@ -214,14 +206,7 @@ async fn a_sigkilled_instance_is_forgotten_by_presence_and_the_connection_count(
     let cluster_sockets = |health: &Value| health["connections"]["cluster"].as_u64().unwrap_or(0);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
-        let health: Value = impatient()
-            .get(format!("{}/health", cluster.url(0)))
-            .send()
-            .await
-            .expect("health")
-            .json()
-            .await
-            .expect("json");
+        let health: Value = get_json(&format!("{}/health", cluster.url(0))).await;
         if cluster_sockets(&health) >= 1 {
             break;
         }
@@ -244,14 +229,7 @@ async fn a_sigkilled_instance_is_forgotten_by_presence_and_the_connection_count(
             .json()
             .await
             .expect("json");
-        let health: Value = impatient()
-            .get(format!("{}/health", cluster.url(0)))
-            .send()
-            .await
-            .expect("health")
-            .json()
-            .await
-            .expect("json");
+        let health: Value = get_json(&format!("{}/health", cluster.url(0))).await;
         if members(&rooms) == 0 && cluster_sockets(&health) == 0 {
             break;
         }

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use crate::harness::process::run_to_exit;
 use crate::harness::redis_cluster::{RedisCluster, RedisClusterDeployment};
 use crate::harness::{
-    ADMIN_TOKEN, PASSWORD, browser, impatient, register_and_login, run_node, username,
-    wait_readiness,
+    ADMIN_TOKEN, PASSWORD, browser, crosstalk, get_json, impatient, register_and_login, run_node,
+    username, wait_readiness,
 };
 
 /// The adapter's broadcast channel of namespace `/` (`<prefix>-request#<namespace>#`).
@@ -75,16 +75,6 @@ async fn me(client: &Client, base: &str) -> (StatusCode, Value) {
     (res.status(), res.json().await.unwrap_or(Value::Null))
 }
 
-/// Runs the socket.io-client probe: a message sent on the first URL must reach the second.
-async fn crosstalk(urls: &str) -> Result<String, String> {
-    run_node(
-        &["cluster/crosstalk.mjs"],
-        &[("ROOMCAST_URLS", urls)],
-        Duration::from_secs(60),
-    )
-    .await
-}
-
 /// Retries the probe until a message crosses instances again, within `RECOVERY`.
 async fn crosstalk_recovers(deployment: &RedisClusterDeployment, after: &str) {
     let deadline = tokio::time::Instant::now() + RECOVERY;
@@ -105,14 +95,7 @@ async fn the_cluster_suite_passes_on_a_redis_cluster_with_sharded_pubsub() {
     let deployment = RedisClusterDeployment::start(3).await;
     let redis = &deployment.redis;
 
-    let health: Value = impatient()
-        .get(format!("{}/health", deployment.url(0)))
-        .send()
-        .await
-        .expect("health")
-        .json()
-        .await
-        .expect("json");
+    let health: Value = get_json(&format!("{}/health", deployment.url(0))).await;
     assert_eq!(health["mode"], "cluster", "{health}");
     assert_eq!(health["checks"]["redis"]["status"], "ok", "{health}");
 

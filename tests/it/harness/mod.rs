@@ -77,7 +77,7 @@ pub fn browser() -> Client {
 
 /// `GET url` answered with JSON (any status), for health and admin views.
 pub async fn get_json(url: &str) -> Value {
-    browser()
+    impatient()
         .get(url)
         .send()
         .await
@@ -300,4 +300,15 @@ pub async fn wait_readiness(base: &str, expected: StatusCode, within: Duration) 
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Runs the socket.io-client probe `cluster/crosstalk.mjs`: a message sent on the first of
+/// `urls` (comma-separated) must reach the second.
+pub async fn crosstalk(urls: &str) -> Result<String, String> {
+    run_node(
+        &["cluster/crosstalk.mjs"],
+        &[("ROOMCAST_URLS", urls)],
+        Duration::from_secs(60),
+    )
+    .await
 }
