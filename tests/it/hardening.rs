@@ -391,3 +391,41 @@ async fn an_unchanged_session_is_not_resealed_on_every_request() {
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert_ne!(sealed_value(), before, "a changed session is re-sealed");
 }
+
+#[tokio::test]
+async fn the_analytics_stream_is_bounded_by_its_memory_budget() {
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    // 2 × (2048 + 64) + 1024 = 5248 bytes per worst-case entry: 100,000 bytes hold 19.
+    let app = spawn_app_with(&[
+        ("REDIS_URL", url.as_str()),
+        ("SESSION_ENCRYPTION_KEY", SESSION_KEY),
+        ("ANALYTICS_PROPS_MAX_BYTES", "2048"),
+        ("ANALYTICS_STREAM_MAX_BYTES", "100000"),
+    ])
+    .await;
+    let event = json!({"name": "big", "props": {"blob": "x".repeat(2000)}});
+    for _ in 0..80 {
+        assert_eq!(
+            app.post("/api/analytics/events", &event).await.status(),
+            StatusCode::ACCEPTED
+        );
+    }
+    let length: u64 = redis
+        .command(&["XLEN", "roomcast:analytics:events"])
+        .parse()
+        .expect("XLEN");
+    let bytes: u64 = redis
+        .command(&["MEMORY", "USAGE", "roomcast:analytics:events"])
+        .parse()
+        .expect("MEMORY USAGE");
+    // `MAXLEN ~` trims whole stream nodes, so a little more than the cap may stay.
+    assert!(
+        length <= 30,
+        "80 events of 2 KiB kept {length} entries in the stream"
+    );
+    assert!(
+        bytes <= 150_000,
+        "the stream holds {bytes} bytes for a 100,000-byte budget"
+    );
+}
