@@ -16,12 +16,11 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{FromRef, FromRequestParts, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
+use super::bearer::bearer_matches;
 use super::error::ApiError;
 use crate::error_code::ErrorCode;
 use crate::telemetry::Throttled;
@@ -39,7 +38,7 @@ static DATABASE_FAILURES: Throttled = Throttled::new(CHECK_FAILURE_LOG_INTERVAL)
 static REDIS_FAILURES: Throttled = Throttled::new(CHECK_FAILURE_LOG_INTERVAL);
 
 /// A caller allowed to see `/metrics` and the detailed `/health`: anyone when `METRICS_TOKEN`
-/// is unset, else only a bearer of it. Compared as SHA-256 digests in constant time.
+/// is unset, else only a bearer of it (see `bearer`).
 pub struct MetricsAuth;
 
 impl<S> FromRequestParts<S> for MetricsAuth
@@ -53,16 +52,7 @@ where
         let Some(expected) = app.config.metrics_token.as_ref() else {
             return Ok(Self);
         };
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default();
-        let matches: bool = Sha256::digest(presented.as_bytes())
-            .ct_eq(&Sha256::digest(expected.expose().as_bytes()))
-            .into();
-        if presented.is_empty() || !matches {
+        if !bearer_matches(&parts.headers, expected) {
             return Err(ApiError::new(
                 ErrorCode::Unauthorized,
                 "a valid metrics bearer token is required",

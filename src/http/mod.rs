@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod analytics;
 pub mod auth;
+pub mod bearer;
 pub mod error;
 pub mod extract;
 pub mod health;

@@ -180,11 +180,15 @@ impl<S: SessionStore> EncryptedStore<S> {
 
     /// The record as the inner store sees it: same id and expiry, data replaced by the envelope.
     fn seal(&self, record: &Record) -> session_store::Result<Record> {
+        self.seal_as(record, VERSION, &Self::aad(&record.id, record.expiry_date))
+    }
+
+    /// Seals under envelope `version` with associated data `aad` (tests write old formats).
+    fn seal_as(&self, record: &Record, version: &str, aad: &str) -> session_store::Result<Record> {
         let plaintext = serde_json::to_vec(&record.data)
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
         let mut nonce = [0u8; NONCE_LEN];
         rand::thread_rng().fill_bytes(&mut nonce);
-        let aad = Self::aad(&record.id, record.expiry_date);
         let ciphertext = self
             .current
             .cipher
@@ -198,7 +202,7 @@ impl<S: SessionStore> EncryptedStore<S> {
             .map_err(|_| session_store::Error::Encode("encryption failed".to_owned()))?;
         let mut blob = nonce.to_vec();
         blob.extend_from_slice(&ciphertext);
-        let envelope = format!("{VERSION}.{}.{}", self.current.id, B64.encode(blob));
+        let envelope = format!("{version}.{}.{}", self.current.id, B64.encode(blob));
         Ok(Record {
             id: record.id,
             data: HashMap::from([(SEALED_FIELD.to_owned(), Value::String(envelope))]),
@@ -382,30 +386,12 @@ mod tests {
     fn records_sealed_by_the_previous_format_still_open() {
         let store = EncryptedStore::new(MemoryStore::default(), &key(1), &[]);
         let original = record(7);
-        let plaintext = serde_json::to_vec(&original.data).expect("json");
-        let nonce = [7u8; NONCE_LEN];
         let aad = EncryptedStore::<MemoryStore>::aad_id_only(&original.id);
-        let ciphertext = store
-            .current
-            .cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: &plaintext,
-                    aad: aad.as_bytes(),
-                },
-            )
-            .expect("encrypt");
-        let mut blob = nonce.to_vec();
-        blob.extend_from_slice(&ciphertext);
-        let v1 = Record {
-            id: original.id,
-            data: HashMap::from([(
-                SEALED_FIELD.to_owned(),
-                Value::String(format!("v1.{}.{}", store.current.id, B64.encode(blob))),
-            )]),
-            expiry_date: original.expiry_date + time::Duration::days(1),
-        };
+        let mut v1 = store
+            .seal_as(&original, VERSION_ID_ONLY, &aad)
+            .expect("seal v1");
+        // v1 did not bind the expiry: a changed expiry still opens.
+        v1.expiry_date += time::Duration::days(1);
         assert_eq!(store.open(v1).expect("v1 opens").data, original.data);
     }
 
