@@ -11,7 +11,8 @@
 //!
 //! HTTP/1.1 only: nothing roomcast serves needs HTTP/2 (the browser app, Socket.IO and every
 //! shipped proxy talk HTTP/1.1 to it), and cleartext HTTP/2 (h2c) would bring connections that
-//! stay open for good while they answer pings. An h2c preface is answered `400` and closed.
+//! stay open for good while they answer pings. A connection that opens with the h2c preface is
+//! closed without an answer.
 //!
 //! Each connection also gets its `listener::Connection` (peer address and kill switch) as a
 //! request extension, the way axum's `ConnectInfo` does. `stop_accepting` ends the accept
