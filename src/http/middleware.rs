@@ -1,4 +1,9 @@
-//! Cross-cutting HTTP behaviour: the access log with metrics, and the origin guard.
+//! Cross-cutting HTTP behaviour: security headers, the access log with metrics, the origin
+//! guard, and the Engine.IO bookkeeping of the drain.
+//!
+//! Everything here sees requests before any authentication, so nothing here may keep what a
+//! client chose: metric labels are folded into fixed sets, the Engine.IO table records only
+//! upgrades Engine.IO accepted, and refusals are logged at debug with a throttled summary.
 
 use std::time::{Duration, Instant};
 
