@@ -4,7 +4,19 @@
 //! lives in their session; for a logged-in user it lives on the account, so it follows them to
 //! every device and instance. Logging in with an opted-out anonymous session opts the account
 //! out (see `http::auth::login`); logging in never opts anyone back in.
+//!
+//! Anyone may post events, logged in or not, so intake is bounded: `props` is capped at
+//! `ANALYTICS_PROPS_MAX_BYTES`, and each user (or, for anonymous callers, each client address)
+//! gets a token bucket of `ANALYTICS_RATE_PER_SEC` with burst `ANALYTICS_RATE_BURST` on each
+//! instance. The buckets are swept when they grow, so the limiter's own memory stays bounded
+//! by the callers of the last few seconds.
 
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::DefaultClock;
+use governor::{DefaultKeyedRateLimiter, Quota};
 use tower_sessions::Session;
 
 use crate::auth::{SESSION_OPT_OUT_KEY, SessionUser};
@@ -14,6 +26,45 @@ use crate::metrics::Metrics;
 use crate::session::anonymous_id;
 use crate::state::AppState;
 use crate::storage::analytics::AnalyticsEvent;
+
+/// Who an analytics rate limit is counted for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IntakeKey {
+    /// A logged-in user, wherever they post from.
+    User(UserId),
+    /// An anonymous caller, by client address.
+    Address(IpAddr),
+}
+
+/// Per-caller token buckets for event intake, on this instance.
+#[derive(Debug)]
+pub struct IntakeLimiter {
+    buckets: DefaultKeyedRateLimiter<IntakeKey>,
+}
+
+/// Buckets kept before full (idle) ones are swept.
+const SWEEP_ABOVE: usize = 10_000;
+
+impl IntakeLimiter {
+    /// `per_sec` sustained, `burst` at once.
+    pub fn new(per_sec: u32, burst: u32) -> Self {
+        let rate = NonZeroU32::new(per_sec).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(burst).unwrap_or(rate);
+        Self {
+            buckets: DefaultKeyedRateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
+        }
+    }
+
+    /// `Err(wait)` when `key` is over its rate, with the time until its next token.
+    pub fn check(&self, key: IntakeKey) -> Result<(), Duration> {
+        if self.buckets.len() > SWEEP_ABOVE {
+            self.buckets.retain_recent();
+        }
+        self.buckets.check_key(&key).map_err(|not_until| {
+            not_until.wait_time_from(governor::clock::Clock::now(&DefaultClock::default()))
+        })
+    }
+}
 
 /// Whether events from this caller must be dropped.
 pub async fn opted_out(
@@ -94,7 +145,7 @@ pub async fn submit(
     session: &Session,
     user: Option<&SessionUser>,
     name: String,
-    props: serde_json::Value,
+    props: String,
 ) -> Result<Intake, ApiError> {
     if opted_out(app, session, user).await? {
         Metrics::outcome(&app.metrics.analytics_events, "dropped_opted_out");
@@ -106,7 +157,7 @@ pub async fn submit(
     };
     let event = AnalyticsEvent::new(
         name,
-        props.to_string(),
+        props,
         user.map(|u| u.user.id),
         anonymous,
         app.config.instance_id.as_str(),

@@ -15,7 +15,6 @@ use socketioxide::SocketIo;
 use socketioxide::adapter::LocalAdapter;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
-use tower_sessions::MemoryStore;
 use tracing::Instrument;
 
 use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
@@ -41,6 +40,7 @@ use crate::realtime::broadcast::{Realtime, SocketIoBroadcast};
 use crate::realtime::presence::{PRESENCE_INTERVAL, Presence, PresenceNotifier, PresenceRegistry};
 use crate::realtime::rate_limit::{LocalMessageLimit, MessageRateLimiter};
 use crate::session::encrypted_store::EncryptedStore;
+use crate::session::memory_store::ExpiringMemoryStore;
 use crate::session::{self, SharedStore};
 use crate::shutdown::{Deadline, DrainPlan, DrainReport, DrainState};
 use crate::state::{AppState, AppStateInner, HttpState, RoomLocks};
@@ -113,7 +113,11 @@ async fn connect_cluster(
         analytics: AnalyticsStream::new(
             redis.clone(),
             StreamSettings {
-                max_len: config.analytics_stream_maxlen,
+                max_len: crate::cluster::streams::bounded_length(
+                    config.analytics_stream_maxlen,
+                    config.analytics_stream_max_bytes,
+                    config.analytics_props_max_bytes,
+                ),
                 batch_size: config.analytics_batch_size,
                 linger: config.analytics_batch_linger,
                 claim_idle: config.analytics_claim_idle,
@@ -263,7 +267,9 @@ impl App {
                     &config.session_encryption_keys_old,
                 ))
             }
-            _ => SharedStore::new(MemoryStore::default()),
+            _ => SharedStore::embedded(ExpiringMemoryStore::with_sweeper(
+                config.session_sweep_interval,
+            )),
         };
         let (presence, login_throttle, message_limiter) = match &cluster {
             Some(cluster) => (
@@ -315,6 +321,10 @@ impl App {
             )?,
             login_throttle,
             message_limiter,
+            analytics_limiter: crate::analytics::IntakeLimiter::new(
+                config.analytics_rate_per_sec,
+                config.analytics_rate_burst,
+            ),
             presence_notifier: PresenceNotifier::new(presence.clone(), PRESENCE_INTERVAL),
             presence,
             cluster,

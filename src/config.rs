@@ -171,6 +171,23 @@ pub struct Config {
     pub breaker_failure_threshold: u32,
     /// Time an open breaker fails fast before letting a probe through (`BREAKER_OPEN_MS`).
     pub breaker_open: Duration,
+    /// Largest analytics `props` object, serialized (`ANALYTICS_PROPS_MAX_BYTES`); larger
+    /// events get `413`.
+    pub analytics_props_max_bytes: usize,
+    /// Sustained analytics events per second per user, or per address for anonymous callers
+    /// (`ANALYTICS_RATE_PER_SEC`), on each instance.
+    pub analytics_rate_per_sec: u32,
+    /// Burst of analytics events per user or address (`ANALYTICS_RATE_BURST`).
+    pub analytics_rate_burst: u32,
+    /// Memory budget of the analytics stream in Redis (`ANALYTICS_STREAM_MAX_BYTES`): the
+    /// stream keeps at most as many entries as fit when every entry has the largest `props`.
+    pub analytics_stream_max_bytes: u64,
+    /// Bearer token for `/metrics` and the detailed `/health` (`METRICS_TOKEN`); `None`
+    /// leaves them open, for a listener only the scraper and operators can reach.
+    pub metrics_token: Option<Secret>,
+    /// How often the embedded session store deletes expired sessions
+    /// (`SESSION_SWEEP_INTERVAL_SECS`).
+    pub session_sweep_interval: Duration,
 }
 
 impl Config {
@@ -345,6 +362,22 @@ impl Config {
             job_lock_ttl: env.secs("JOB_LOCK_TTL_SECS", 30)?,
             breaker_failure_threshold: env.positive("BREAKER_FAILURE_THRESHOLD", 5)?,
             breaker_open: Duration::from_millis(env.positive("BREAKER_OPEN_MS", 5_000)?),
+            analytics_props_max_bytes: env.positive("ANALYTICS_PROPS_MAX_BYTES", 4 * 1024)?,
+            analytics_rate_per_sec: env.positive("ANALYTICS_RATE_PER_SEC", 10)?,
+            analytics_rate_burst: env.positive("ANALYTICS_RATE_BURST", 100)?,
+            analytics_stream_max_bytes: env
+                .positive("ANALYTICS_STREAM_MAX_BYTES", 512 * 1024 * 1024)?,
+            metrics_token: match env.string("METRICS_TOKEN") {
+                Some(token) if token.len() >= 16 => Some(Secret::new(token)),
+                Some(_) => {
+                    return Err(ConfigError::new(
+                        "METRICS_TOKEN",
+                        "must be at least 16 characters",
+                    ));
+                }
+                None => None,
+            },
+            session_sweep_interval: env.secs("SESSION_SWEEP_INTERVAL_SECS", 60)?,
         };
         if config.analytics_batch_size > 10_000 {
             return Err(ConfigError::new(

@@ -252,19 +252,54 @@ impl axum::serve::Listener for GuardedListener {
 }
 
 /// The WebSocket connections of each Engine.IO session, so the drain can close exactly the
-/// transport of one socket, and the long-polling sessions the drain is closing. Entries are
-/// dropped when the session's socket is closed.
-#[derive(Debug, Default)]
+/// transport of one socket, and the long-polling sessions the drain is closing.
+///
+/// Bounded by live connections: only upgrades Engine.IO accepted are recorded (see
+/// `http::middleware::track_engine_sessions`), an entry holds its connections weakly, and
+/// entries whose connections have all closed are swept whenever the map has doubled since the
+/// last sweep. Entries are also dropped when the session's socket is closed; a session that
+/// never reached the namespace (refused handshake, unknown sid) is swept once its connection
+/// is gone.
+#[derive(Debug)]
 pub struct SessionConnections {
-    sessions: Mutex<HashMap<String, Vec<std::sync::Weak<KillSwitch>>>>,
+    sessions: Mutex<Sessions>,
     closing: Mutex<HashSet<String>>,
+}
+
+/// The recorded sessions and the size at which the next sweep runs.
+#[derive(Debug)]
+struct Sessions {
+    by_sid: HashMap<String, Vec<std::sync::Weak<KillSwitch>>>,
+    sweep_at: usize,
+}
+
+/// Entries kept before the first sweep of dead ones.
+const SWEEP_FLOOR: usize = 1024;
+
+impl Default for SessionConnections {
+    fn default() -> Self {
+        Self {
+            sessions: Mutex::new(Sessions {
+                by_sid: HashMap::new(),
+                sweep_at: SWEEP_FLOOR,
+            }),
+            closing: Mutex::default(),
+        }
+    }
 }
 
 impl SessionConnections {
     /// Records that session `sid` sent a request on `connection`.
     pub fn record(&self, sid: &str, connection: &Connection) {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = sessions.entry(sid.to_owned()).or_default();
+        let mut guard = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let sessions = &mut *guard;
+        if sessions.by_sid.len() >= sessions.sweep_at {
+            sessions
+                .by_sid
+                .retain(|_, entry| entry.iter().any(|weak| weak.strong_count() > 0));
+            sessions.sweep_at = (sessions.by_sid.len() * 2).max(SWEEP_FLOOR);
+        }
+        let entry = sessions.by_sid.entry(sid.to_owned()).or_default();
         entry.retain(|weak| weak.strong_count() > 0);
         if !entry.iter().any(|weak| {
             weak.upgrade()
@@ -280,6 +315,7 @@ impl SessionConnections {
             .sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .by_sid
             .remove(sid)
             .unwrap_or_default();
         let mut closed = 0;
@@ -301,6 +337,15 @@ impl SessionConnections {
             .insert(sid.to_owned());
     }
 
+    /// Sessions recorded right now (live or not yet swept), for tests and diagnostics.
+    pub fn recorded(&self) -> usize {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_sid
+            .len()
+    }
+
     /// Whether the drain is closing this long-polling session.
     pub fn is_closing(&self, sid: &str) -> bool {
         self.closing
@@ -314,6 +359,7 @@ impl SessionConnections {
         self.sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .by_sid
             .remove(sid);
         self.closing
             .lock()
@@ -354,6 +400,34 @@ mod tests {
             .expect("the pending read ends")
             .expect("task");
         assert!(result.is_err(), "a tripped connection must fail reads");
+    }
+
+    #[test]
+    fn sessions_whose_connections_closed_are_swept() {
+        let connections = SessionConnections::default();
+        let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+        let live = Connection {
+            peer,
+            kill: Arc::default(),
+        };
+        connections.record("live", &live);
+        for i in 0..10 * SWEEP_FLOOR {
+            let gone = Connection {
+                peer,
+                kill: Arc::default(),
+            };
+            connections.record(&format!("gone-{i}"), &gone);
+        }
+        assert!(
+            connections.recorded() <= 2 * SWEEP_FLOOR,
+            "{} entries kept for closed connections",
+            connections.recorded()
+        );
+        assert_eq!(
+            connections.close("live"),
+            1,
+            "a live session survives sweeps"
+        );
     }
 
     #[tokio::test]

@@ -3,6 +3,12 @@
 //! The registry is owned by the app rather than global, so several apps in one test process
 //! each report their own numbers. Names follow Prometheus conventions (`_total`, `_seconds`);
 //! the instance is a target label added by the scraper, not a metric label.
+//!
+//! No label value comes from a client: each distinct value is a time series kept for the life
+//! of the process, so a client-chosen label would let anyone grow memory and `/metrics`
+//! without bound. HTTP methods are folded into the standard set plus `other`, routes are
+//! matched templates (or `unmatched`), and `outcome` and `event` take `&'static str`, so only
+//! names written in the code can reach them.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -17,7 +23,7 @@ use crate::cluster::streams::{ConsumerCounters, StreamStats};
 /// Labels of an HTTP request counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
-    /// Request method.
+    /// Request method: a standard one, or `other`.
     pub method: String,
     /// Matched route template (`/api/rooms/{room}/messages`), never the raw path.
     pub route: String,
@@ -360,7 +366,7 @@ impl Metrics {
     }
 
     /// Counts one occurrence under an outcome label.
-    pub fn outcome(family: &Family<OutcomeLabels, Counter>, outcome: &str) {
+    pub fn outcome(family: &Family<OutcomeLabels, Counter>, outcome: &'static str) {
         family
             .get_or_create(&OutcomeLabels {
                 outcome: outcome.to_owned(),
@@ -369,7 +375,7 @@ impl Metrics {
     }
 
     /// Counts one event under its name.
-    pub fn event(family: &Family<EventLabels, Counter>, event: &str) {
+    pub fn event(family: &Family<EventLabels, Counter>, event: &'static str) {
         family
             .get_or_create(&EventLabels {
                 event: event.to_owned(),

@@ -60,6 +60,8 @@ pub struct AppStateInner {
     pub login_throttle: LoginThrottle,
     /// Per-user message rate limit.
     pub message_limiter: MessageRateLimiter,
+    /// Per-caller rate limit of analytics events.
+    pub analytics_limiter: crate::analytics::IntakeLimiter,
     /// Room membership counts.
     pub presence: Arc<Presence>,
     /// Coalesced presence events.

@@ -8,8 +8,18 @@
 //!
 //! Fields of the enclosing spans (for example the request id) are appended after the event's
 //! own fields. The level comes from `RUST_LOG` (default `info`).
+//!
+//! Log lines may carry what clients sent (paths, origins, event names). In text format every
+//! control character is escaped (`\n`, `\u{1b}`, …) and a value with spaces, quotes or `=` is
+//! written as a quoted string, so a client cannot forge a line or a field; JSON is escaped by
+//! construction. `Throttled` lets a log line that clients can trigger at will be written at
+//! most once per interval, with a count of what it stood for.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -134,7 +144,7 @@ where
         if message.is_empty() {
             write!(writer, "{}", meta.target())?;
         } else {
-            write!(writer, "{message}")?;
+            write!(writer, "{}", escape_controls(&message))?;
         }
         if !visitor.fields.is_empty() {
             write!(writer, "{}", visitor.fields)?;
@@ -144,7 +154,7 @@ where
                 let extensions = span.extensions();
                 if let Some(fields) = extensions.get::<FormattedFields<N>>() {
                     if !fields.is_empty() {
-                        write!(writer, " {fields}")?;
+                        write!(writer, " {}", escape_controls(fields))?;
                     }
                 }
             }
@@ -164,10 +174,8 @@ impl Visit for TextVisitor {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
             self.message = Some(value.to_owned());
-        } else if value.is_empty() || value.contains([' ', '"', '=']) {
-            let _ = write!(self.fields, " {}={value:?}", field.name());
         } else {
-            let _ = write!(self.fields, " {}={value}", field.name());
+            self.push_value(field.name(), value);
         }
     }
 
@@ -175,8 +183,87 @@ impl Visit for TextVisitor {
         if field.name() == "message" {
             self.message = Some(format!("{value:?}"));
         } else {
-            let _ = write!(self.fields, " {}={value:?}", field.name());
+            // `%value` arrives here as its Display text, unquoted: quote it like a string
+            // when it needs it. `?value` text is already quoted where its type wants it.
+            let text = format!("{value:?}");
+            self.push_value(field.name(), &text);
         }
+    }
+}
+
+impl TextVisitor {
+    fn push_value(&mut self, name: &str, value: &str) {
+        let needs_quotes = value.is_empty()
+            || value
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '=')
+            || (value.contains('"') && !is_quoted(value));
+        if needs_quotes {
+            let _ = write!(self.fields, " {name}={value:?}");
+        } else {
+            let _ = write!(self.fields, " {name}={value}");
+        }
+    }
+}
+
+/// Whether `value` is one Debug-quoted string (`"…"` with its inner quotes escaped).
+fn is_quoted(value: &str) -> bool {
+    value.len() >= 2
+        && value.starts_with('"')
+        && value.ends_with('"')
+        && !value[1..value.len() - 1]
+            .replace("\\\\", "")
+            .replace("\\\"", "")
+            .contains('"')
+}
+
+/// `text` with control characters escaped, so it cannot break the line it is written on.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A log line that clients can trigger at will (refused requests and the like), written at
+/// most once per interval: `hit` says whether to write it now, and how many hits (this one
+/// included) it stands for. Cheap when suppressed: one atomic increment and a lock held for a
+/// comparison.
+#[derive(Debug)]
+pub struct Throttled {
+    interval: Duration,
+    last: Mutex<Option<Instant>>,
+    hits: AtomicU64,
+}
+
+impl Throttled {
+    /// At most one line per `interval`.
+    pub const fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            last: Mutex::new(None),
+            hits: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts a hit; `Some(n)` when the line is due, `n` being the hits since the last line.
+    pub fn hit(&self) -> Option<u64> {
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|at| now.duration_since(at) < self.interval) {
+            return None;
+        }
+        *last = Some(now);
+        Some(self.hits.swap(0, Ordering::Relaxed))
     }
 }
 
@@ -218,5 +305,30 @@ impl Visit for JsonVisitor {
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         self.put(field, format!("{value:?}").into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_cannot_break_a_line() {
+        let mut visitor = TextVisitor::default();
+        visitor.push_value("path", "/a\n[2026-01-01] [INFO] forged");
+        visitor.push_value("plain", "abc");
+        assert!(!visitor.fields.contains('\n'), "{}", visitor.fields);
+        assert!(visitor.fields.contains("plain=abc"), "{}", visitor.fields);
+        assert_eq!(escape_controls("a\u{1b}[31m"), "a\\u{1b}[31m");
+    }
+
+    #[test]
+    fn a_throttled_line_is_due_once_per_interval_and_counts_what_it_skipped() {
+        let throttled = Throttled::new(Duration::from_secs(3600));
+        assert_eq!(throttled.hit(), Some(1));
+        assert_eq!(throttled.hit(), None);
+        assert_eq!(throttled.hit(), None);
+        *throttled.last.lock().expect("lock") = Some(Instant::now() - Duration::from_secs(7200));
+        assert_eq!(throttled.hit(), Some(3));
     }
 }

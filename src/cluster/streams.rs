@@ -1,8 +1,11 @@
 //! The analytics pipeline of cluster mode: a Redis Stream read by one consumer group.
 //!
 //! `POST /api/analytics/events` appends the event (after the opt-out check) to the stream
-//! `roomcast:analytics:events`, capped with an approximate `MAXLEN ~ ANALYTICS_STREAM_MAXLEN`
-//! so an outage of the database cannot grow Redis without bound (the oldest entries go first).
+//! `roomcast:analytics:events`, capped with an approximate `MAXLEN ~` so an outage of the
+//! database cannot grow Redis without bound (the oldest entries go first). The cap is
+//! `ANALYTICS_STREAM_MAXLEN` entries or as many of the largest possible entries as fit in
+//! `ANALYTICS_STREAM_MAX_BYTES`, whichever is fewer (see `bounded_length`): a count of entries
+//! alone would let clients sending the largest events fill Redis many times over.
 //! Every instance runs one consumer in the group `roomcast:analytics`, named after its
 //! `INSTANCE_ID`, so Redis spreads entries over the live instances.
 //!
@@ -47,7 +50,8 @@ const FORGET_CONSUMER_AFTER: Duration = Duration::from_secs(3_600);
 /// Tuning of the pipeline, from `ANALYTICS_*` settings.
 #[derive(Debug, Clone, Copy)]
 pub struct StreamSettings {
-    /// Approximate cap of the stream (`ANALYTICS_STREAM_MAXLEN`).
+    /// Approximate cap of the stream in entries (`bounded_length` of `ANALYTICS_STREAM_MAXLEN`
+    /// and `ANALYTICS_STREAM_MAX_BYTES`).
     pub max_len: u64,
     /// Entries stored per transaction at most (`ANALYTICS_BATCH_SIZE`).
     pub batch_size: u64,
@@ -57,6 +61,18 @@ pub struct StreamSettings {
     /// Idle time after which another consumer takes over pending entries
     /// (`ANALYTICS_CLAIM_IDLE_MS`).
     pub claim_idle: Duration,
+}
+
+/// Bytes an entry may take besides its `props` and name: ids, timestamps, field names and
+/// Redis's own per-entry bookkeeping, rounded up.
+pub const ENTRY_OVERHEAD_BYTES: u64 = 1024;
+
+/// The stream's entry cap: `max_len`, lowered so that `max_bytes` holds that many entries of
+/// the largest size `props_max_bytes` allows. `props` is stored as a JSON string inside the
+/// entry's JSON, where escaping can at most double it; so can the 64-byte name. At least 1.
+pub fn bounded_length(max_len: u64, max_bytes: u64, props_max_bytes: usize) -> u64 {
+    let worst_entry = 2 * (props_max_bytes as u64 + 64) + ENTRY_OVERHEAD_BYTES;
+    max_len.min(max_bytes / worst_entry).max(1)
 }
 
 /// The stream could not be written or read.
@@ -405,5 +421,20 @@ impl AnalyticsConsumer {
         }
         let _: i64 = self.client.xack(STREAM_KEY, GROUP, ids).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod bound_tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_budget_lowers_the_entry_cap_for_large_events() {
+        // 4 KiB props: ~9.3 KiB worst case per entry, so 512 MiB holds ~57,000 of them.
+        let cap = bounded_length(1_000_000, 512 * 1024 * 1024, 4096);
+        assert!((50_000..60_000).contains(&cap), "{cap}");
+        // A tiny budget still keeps one entry; a large one leaves the entry cap in charge.
+        assert_eq!(bounded_length(1_000_000, 10, 4096), 1);
+        assert_eq!(bounded_length(100, u64::MAX, 4096), 100);
     }
 }

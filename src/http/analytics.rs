@@ -1,5 +1,7 @@
 //! `/api/analytics/*`: consent and event intake over HTTP.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -8,10 +10,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::extract::{ApiJson, MaybeAuthUser};
-use crate::analytics::{self, Intake};
+use super::extract::{ApiJson, ClientIp, MaybeAuthUser};
+use crate::analytics::{self, Intake, IntakeKey};
 use crate::domain::{AnalyticsName, InvalidInput};
 use crate::error_code::ErrorCode;
+use crate::metrics::Metrics;
 use crate::state::AppState;
 
 /// `POST /api/analytics/opt-out` → `204`.
@@ -50,11 +53,27 @@ pub struct EventBody {
 }
 
 /// `POST /api/analytics/events` → `202` recorded or `204` dropped (opted out).
+///
+/// Over the caller's rate: `429 rate_limited` with `Retry-After`; `props` larger than
+/// `ANALYTICS_PROPS_MAX_BYTES` serialized: `413 payload_too_large`.
 pub async fn event(
     State(app): State<AppState>,
+    ClientIp(address): ClientIp,
     caller: MaybeAuthUser,
     ApiJson(body): ApiJson<EventBody>,
 ) -> Result<Response, ApiError> {
+    let key = match &caller.user {
+        Some(user) => IntakeKey::User(user.user.id),
+        None => IntakeKey::Address(address),
+    };
+    if let Err(wait) = app.analytics_limiter.check(key) {
+        Metrics::outcome(&app.metrics.analytics_events, "rate_limited");
+        return Err(ApiError::new(
+            ErrorCode::RateLimited,
+            "too many analytics events; slow down",
+        )
+        .with_retry_after(wait.max(Duration::from_secs(1))));
+    }
     let name = AnalyticsName::parse(&body.name)?;
     let props = match body.props {
         None | Some(Value::Null) => Value::Object(serde_json::Map::new()),
@@ -67,6 +86,17 @@ pub async fn event(
             .into());
         }
     };
+    let props = props.to_string();
+    if props.len() > app.config.analytics_props_max_bytes {
+        Metrics::outcome(&app.metrics.analytics_events, "too_large");
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "props must serialize to at most {} bytes",
+                app.config.analytics_props_max_bytes
+            ),
+        ));
+    }
     match analytics::submit(
         &app,
         &caller.session,

@@ -5,19 +5,62 @@
 //! - `/health/ready` (`/readyz`): this instance should receive traffic: dependencies answer
 //!   within a second, migrations are applied, and it is not draining. `503` names what failed.
 //! - `/health`: always `200`, with everything an operator wants to see at a glance.
+//!
+//! Failed checks answer a stable status (`error`, `timeout`, …), never the error text of the
+//! database or Redis driver (which can name hosts, users and internals); the detail goes to the
+//! log, at most once per `CHECK_FAILURE_LOG_INTERVAL` per dependency. With `METRICS_TOKEN` set,
+//! `/metrics` and `/health` answer only `Authorization: Bearer <METRICS_TOKEN>` (`401`
+//! otherwise); the probes `/health/live` and `/health/ready` stay open for orchestrators.
 
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRef, FromRequestParts, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use serde_json::{Value, json};
+
+use super::bearer::bearer_matches;
+use super::error::ApiError;
+use crate::error_code::ErrorCode;
+use crate::telemetry::Throttled;
 
 use crate::realtime::broadcast::Realtime;
 use crate::state::AppState;
 
 /// Time budget of each dependency check.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// At most one log line per dependency per interval about failing checks: probes poll often.
+pub const CHECK_FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+static DATABASE_FAILURES: Throttled = Throttled::new(CHECK_FAILURE_LOG_INTERVAL);
+static REDIS_FAILURES: Throttled = Throttled::new(CHECK_FAILURE_LOG_INTERVAL);
+
+/// A caller allowed to see `/metrics` and the detailed `/health`: anyone when `METRICS_TOKEN`
+/// is unset, else only a bearer of it (see `bearer`).
+pub struct MetricsAuth;
+
+impl<S> FromRequestParts<S> for MetricsAuth
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let app = AppState::from_ref(state);
+        let Some(expected) = app.config.metrics_token.as_ref() else {
+            return Ok(Self);
+        };
+        if !bearer_matches(&parts.headers, expected) {
+            return Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                "a valid metrics bearer token is required",
+            ));
+        }
+        Ok(Self)
+    }
+}
 
 /// `GET /health/live`.
 pub async fn live() -> Json<Value> {
@@ -42,7 +85,12 @@ async fn run_checks(app: &AppState) -> Checks {
             json!({"status": "migrations_pending", "latency_ms": millis(health.latency)}),
             false,
         ),
-        Ok(Err(err)) => (json!({"status": "error", "error": err.to_string()}), false),
+        Ok(Err(err)) => {
+            if let Some(failures) = DATABASE_FAILURES.hit() {
+                tracing::warn!(error = %err, failures, "database health check failed");
+            }
+            (json!({"status": "error"}), false)
+        }
         Err(_) => (json!({"status": "timeout"}), false),
     };
     let (redis, redis_ok) = match &app.cluster {
@@ -57,7 +105,12 @@ async fn run_checks(app: &AppState) -> Checks {
                     json!({"status": "adapter_unsubscribed", "latency_ms": millis(latency)}),
                     false,
                 ),
-                Ok(Err(err)) => (json!({"status": "error", "error": err.to_string()}), false),
+                Ok(Err(err)) => {
+                    if let Some(failures) = REDIS_FAILURES.hit() {
+                        tracing::warn!(error = %err, failures, "redis health check failed");
+                    }
+                    (json!({"status": "error"}), false)
+                }
                 Err(_) => (json!({"status": "timeout"}), false),
             }
         }
@@ -103,6 +156,7 @@ pub async fn ready(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
 
 /// `GET /health`: the full picture, always `200`.
 pub async fn overview(
+    _: MetricsAuth,
     State(app): State<AppState>,
     State(realtime): State<Realtime>,
 ) -> Json<Value> {
@@ -146,6 +200,7 @@ pub async fn overview(
         "connections": {"local": local, "cluster": cluster_sockets},
         "analytics": analytics,
         "breakers": breakers,
+        "sessions": sessions_overview(&app),
         "instance": {
             "id": app.config.instance_id.as_str(),
             "hostname": crate::instance::hostname(),
@@ -192,6 +247,15 @@ fn blocking_threads(runtime: &tokio::runtime::RuntimeMetrics) -> Option<usize> {
     Some(runtime_threads.saturating_sub(named_workers))
 }
 
+/// Where sessions live, and for the embedded store how many records it holds (expired ones
+/// stay until the next sweep).
+fn sessions_overview(app: &AppState) -> Value {
+    match app.sessions.local_records() {
+        Some(records) => json!({"store": "memory", "records": records}),
+        None => json!({"store": "redis"}),
+    }
+}
+
 /// Each circuit breaker's state and refusals, also published as metrics.
 fn breakers(app: &AppState) -> Value {
     let mut all = vec![app.db.breaker()];
@@ -234,13 +298,19 @@ async fn analytics_overview(app: &AppState) -> Value {
                 })).collect::<Vec<_>>(),
             })
         }
-        Ok(Err(err)) => json!({"pipeline": "stream", "status": "error", "error": err.to_string()}),
+        Ok(Err(err)) => {
+            if let Some(failures) = REDIS_FAILURES.hit() {
+                tracing::warn!(error = %err, failures, "analytics stream statistics failed");
+            }
+            json!({"pipeline": "stream", "status": "error"})
+        }
         Err(_) => json!({"pipeline": "stream", "status": "timeout"}),
     }
 }
 
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(
+    _: MetricsAuth,
     State(app): State<AppState>,
     State(realtime): State<Realtime>,
 ) -> ([(axum::http::HeaderName, &'static str); 1], String) {

@@ -1,10 +1,15 @@
-//! Cross-cutting HTTP behaviour: the access log with metrics, and the origin guard.
+//! Cross-cutting HTTP behaviour: security headers, the access log with metrics, the origin
+//! guard, and the Engine.IO bookkeeping of the drain.
+//!
+//! Everything here sees requests before any authentication, so nothing here may keep what a
+//! client chose: metric labels are folded into fixed sets, the Engine.IO table records only
+//! upgrades Engine.IO accepted, and refusals are logged at debug with a throttled summary.
 
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
@@ -14,6 +19,7 @@ use crate::error_code::ErrorCode;
 use crate::listener::Connection;
 use crate::metrics::{HttpLabels, RouteLabels};
 use crate::state::AppState;
+use crate::telemetry::Throttled;
 
 /// Paths polled by machines (probes, scrapers, Engine.IO long-polling); logged at debug so
 /// they do not drown the access log.
@@ -41,6 +47,63 @@ pub async fn record_route(matched: Option<MatchedPath>, request: Request, next: 
     response
 }
 
+/// Policy of every response that does not bring its own (API JSON, health, errors): nothing
+/// may load or frame it. The browser app's page carries `static_files::APP_CSP`.
+pub const DEFAULT_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
+
+/// HSTS for one year, subdomains included; sent only with `COOKIE_SECURE` (TLS in front).
+const HSTS: &str = "max-age=31536000; includeSubDomains";
+
+/// Security headers on every response, errors, Socket.IO and refusals by inner layers
+/// included: `X-Content-Type-Options: nosniff`, a Content-Security-Policy (`DEFAULT_CSP`
+/// unless the handler set one), and with `COOKIE_SECURE` `Strict-Transport-Security`.
+pub async fn security_headers(
+    State(app): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    let status = response.status();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    // A 304 updates the headers a browser cached with the full response: it must not swap
+    // the app page's policy for the default one.
+    if status != StatusCode::NOT_MODIFIED && !headers.contains_key(header::CONTENT_SECURITY_POLICY)
+    {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(DEFAULT_CSP),
+        );
+    }
+    if app.config.cookie_secure {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(HSTS),
+        );
+    }
+    response
+}
+
+/// The metric label of a request method: one of the standard methods, or `other` for any
+/// extension method a client invents (each distinct label is a new time series).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 /// Logs one line per request (method, path, status, latency, request id) and records the
 /// HTTP metrics by route template.
 pub async fn access_log(State(app): State<AppState>, request: Request, next: Next) -> Response {
@@ -61,10 +124,11 @@ pub async fn access_log(State(app): State<AppState>, request: Request, next: Nex
         None => "unmatched".to_owned(),
     };
     let status = response.status().as_u16();
+    let method_label = method_label(&method);
     app.metrics
         .http_requests
         .get_or_create(&HttpLabels {
-            method: method.to_string(),
+            method: method_label.to_owned(),
             route: route.clone(),
             status,
         })
@@ -72,7 +136,7 @@ pub async fn access_log(State(app): State<AppState>, request: Request, next: Nex
     app.metrics
         .http_duration
         .get_or_create(&RouteLabels {
-            method: method.to_string(),
+            method: method_label.to_owned(),
             route,
         })
         .observe(latency.as_secs_f64());
@@ -101,12 +165,30 @@ pub async fn origin_guard(
         Method::GET | Method::HEAD | Method::OPTIONS
     ) || request.uri().path().starts_with("/socket.io");
     if guarded && !origin_allowed(request.headers(), &app) {
-        tracing::info!(path = %request.uri().path(), "refused cross-origin request");
+        // Anyone can send these at any rate: one line per refusal at debug, and at most one a
+        // minute at info saying how many there were.
+        let origin = request
+            .headers()
+            .get(header::ORIGIN)
+            .map(|v| {
+                String::from_utf8_lossy(v.as_bytes())
+                    .chars()
+                    .take(128)
+                    .collect::<String>()
+            })
+            .unwrap_or_default();
+        tracing::debug!(path = %request.uri().path(), origin = %origin, "refused cross-origin request");
+        if let Some(refused) = ORIGIN_REFUSALS.hit() {
+            tracing::info!(refused, last_origin = %origin, "refused cross-origin requests");
+        }
         return ApiError::new(ErrorCode::ForbiddenOrigin, "cross-origin request refused")
             .into_response();
     }
     next.run(request).await
 }
+
+/// Throttles the info line about refused cross-origin requests.
+static ORIGIN_REFUSALS: Throttled = Throttled::new(Duration::from_secs(60));
 
 fn origin_allowed(headers: &HeaderMap, app: &AppState) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
@@ -179,24 +261,35 @@ pub async fn track_engine_sessions(
     request: Request<Body>,
     next: Next,
 ) -> Response {
-    if let Some(sid) = engine_param(&request, "sid") {
-        match engine_param(&request, "transport") {
-            Some("websocket") => {
-                if let Some(ConnectInfo(connection)) =
-                    request.extensions().get::<ConnectInfo<Connection>>()
-                {
-                    app.session_connections.record(sid, connection);
+    let Some(sid) = engine_param(&request, "sid") else {
+        return next.run(request).await;
+    };
+    match engine_param(&request, "transport") {
+        Some("websocket") => {
+            // Recorded only once Engine.IO has answered the upgrade with `101`: it refuses a
+            // malformed sid before that, so a client cannot make this map hold strings of its
+            // choosing. (An unknown but well-formed sid is also answered `101` and closed right
+            // after; its entry is swept once the connection is gone.)
+            let sid = sid.to_owned();
+            let connection = request
+                .extensions()
+                .get::<ConnectInfo<Connection>>()
+                .map(|ConnectInfo(connection)| connection.clone());
+            let response = next.run(request).await;
+            if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                if let Some(connection) = connection {
+                    app.session_connections.record(&sid, &connection);
                 }
             }
-            Some("polling")
-                if request.method() == Method::GET && app.session_connections.is_closing(sid) =>
-            {
-                return answer_closing_poll(request, next).await;
-            }
-            _ => {}
+            response
         }
+        Some("polling")
+            if request.method() == Method::GET && app.session_connections.is_closing(sid) =>
+        {
+            answer_closing_poll(request, next).await
+        }
+        _ => next.run(request).await,
     }
-    next.run(request).await
 }
 
 /// How long the poll of a closing long-polling session may wait for the packets still queued

@@ -2,7 +2,8 @@
 //!
 //! Layer order, outermost first, and why:
 //! 1. `X-Instance-Id` on every response, including ones produced by inner layers (413, 403,
-//!    Socket.IO polling and the WebSocket 101);
+//!    Socket.IO polling and the WebSocket 101), and the security headers
+//!    (`middleware::security_headers`) on all of them as well;
 //! 2. request id: taken from `X-Request-Id` or generated, and echoed back;
 //! 3. access log and HTTP metrics;
 //! 4. CORS for the configured origins, then the origin guard;
@@ -12,6 +13,7 @@
 pub mod admin;
 pub mod analytics;
 pub mod auth;
+pub mod bearer;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -88,6 +90,10 @@ pub fn router<A: Adapter>(state: HttpState, socketio: SocketIoLayer<A>) -> Route
     Router::new().fallback_service(routes).layer(
         ServiceBuilder::new()
             .layer(SetResponseHeaderLayer::overriding(INSTANCE_ID, instance_id))
+            .layer(axum::middleware::from_fn_with_state(
+                state.app.clone(),
+                middleware::security_headers,
+            ))
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
             .layer(axum::middleware::from_fn_with_state(

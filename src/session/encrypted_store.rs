@@ -1,22 +1,43 @@
 //! Session records sealed with AES-256-GCM before they reach the inner store (Redis).
 //!
 //! What Redis holds for a session is the record's id and expiry (the inner store needs both)
-//! and one opaque value: `v1.<key id>.<base64(nonce ‖ ciphertext ‖ tag)>`.
+//! and one opaque value: `v2.<key id>.<base64(nonce ‖ ciphertext ‖ tag)>`.
 //!
 //! - Plaintext: the record's data as JSON (user, opt-out flag, …). Nothing a user typed,
 //!   not even the username, is readable in Redis.
-//! - A fresh random 96-bit nonce per save.
-//! - Associated data: the session id, so a sealed value copied under another id fails to open.
+//! - A fresh random 96-bit nonce per seal.
+//! - Associated data: the session id and the expiry (unix seconds), so a sealed value copied
+//!   under another id fails to open, and so does a record whose expiry was pushed out by
+//!   someone who can write to Redis but does not hold the key.
 //! - Key id: the first 4 bytes of SHA-256 of the key. `SESSION_ENCRYPTION_KEYS_OLD` keys still
-//!   open records they sealed; the next save (every request, since expiry is sliding) re-seals
-//!   under the current key, so rotation completes as users come back.
+//!   open records they sealed; a record sealed under a retired key is re-sealed under the
+//!   current one at its next request, so rotation completes as users come back.
 //! - A record that does not open (unknown key, tampering, garbage) is treated as no session:
 //!   the user is logged out, a warning without contents is logged, and no request fails.
+//!
+//! **Re-sealing only on change.** Expiry is sliding, so tower-sessions saves the session on
+//! every request. Sealing each of those would spend a random nonce per request. Instead the
+//! store remembers, per session, the data and expiry it last loaded or saved, and skips a save
+//! whose data is unchanged and whose expiry moved by less than `RESEAL_AFTER` and less than a
+//! tenth of the remaining lifetime. A session's expiry can therefore lag its last request by
+//! at most that much. The memory is bounded (`SEEN_CAPACITY` sessions; forgetting one only
+//! costs one extra seal).
+//!
+//! **Nonce budget.** Random 96-bit nonces stay within NIST's collision bound (2^-32) for 2^32
+//! seals per key. With one seal per session change or per `RESEAL_AFTER` of activity, a key
+//! sealing 1,000 records a second would reach that in about 136 years; rotate the key
+//! (`SESSION_ENCRYPTION_KEY`, old one into `SESSION_ENCRYPTION_KEYS_OLD`) well before 2^32
+//! seals, for example yearly.
+//!
+//! **Migration from `v1`.** Records sealed by earlier versions (`v1`: the id alone as
+//! associated data) still open; they are re-sealed as `v2` at their next request, so they are
+//! gone after one session lifetime.
 //!
 //! The inner store's `create` may change the id on a collision; since the id is bound into the
 //! ciphertext, `create` re-seals under the final id when that happens.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -33,8 +54,23 @@ use crate::config::EncryptionKey;
 
 /// Field of the inner record's data that holds the sealed envelope.
 const SEALED_FIELD: &str = "sealed";
-const VERSION: &str = "v1";
+const VERSION: &str = "v2";
+/// Envelopes written before the expiry was bound into the associated data; opened, never written.
+const VERSION_ID_ONLY: &str = "v1";
 const NONCE_LEN: usize = 12;
+
+/// Longest a sliding expiry is left unsaved while the data does not change.
+pub const RESEAL_AFTER: time::Duration = time::Duration::seconds(60);
+
+/// Sessions whose last sealed state this instance remembers.
+const SEEN_CAPACITY: usize = 10_000;
+
+/// What the inner store holds for a session, as this instance last loaded or saved it.
+#[derive(Debug)]
+struct Seen {
+    data: HashMap<String, Value>,
+    expiry: time::OffsetDateTime,
+}
 
 /// One usable key with its identifier.
 struct SealingKey {
@@ -71,6 +107,7 @@ pub struct EncryptedStore<S> {
     inner: S,
     current: SealingKey,
     old: Vec<SealingKey>,
+    seen: Mutex<HashMap<Id, Seen>>,
 }
 
 impl<S> std::fmt::Debug for EncryptedStore<S> {
@@ -89,20 +126,69 @@ impl<S: SessionStore> EncryptedStore<S> {
             inner,
             current: SealingKey::new(current),
             old: old.iter().map(SealingKey::new).collect(),
+            seen: Mutex::default(),
         }
     }
 
-    fn aad(id: &Id) -> String {
-        format!("roomcast-session/{VERSION}/{id}")
+    fn aad(id: &Id, expiry: time::OffsetDateTime) -> String {
+        format!(
+            "roomcast-session/{VERSION}/{id}/{}",
+            expiry.unix_timestamp()
+        )
+    }
+
+    fn aad_id_only(id: &Id) -> String {
+        format!("roomcast-session/{VERSION_ID_ONLY}/{id}")
+    }
+
+    /// Remembers what the inner store now holds for `record.id`.
+    fn remember(&self, record: &Record) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= SEEN_CAPACITY && !seen.contains_key(&record.id) {
+            seen.clear();
+        }
+        seen.insert(
+            record.id,
+            Seen {
+                data: record.data.clone(),
+                expiry: record.expiry_date,
+            },
+        );
+    }
+
+    fn forget(&self, id: &Id) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
+    /// Whether saving `record` would change nothing that matters: same data, and an expiry
+    /// that slid by less than `RESEAL_AFTER` and less than a tenth of the remaining lifetime.
+    fn unchanged(&self, record: &Record) -> bool {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(last) = seen.get(&record.id) else {
+            return false;
+        };
+        let slide = record.expiry_date - last.expiry;
+        let remaining = last.expiry - time::OffsetDateTime::now_utc();
+        last.data == record.data
+            && slide >= time::Duration::ZERO
+            && slide < RESEAL_AFTER
+            && slide * 10 < remaining
     }
 
     /// The record as the inner store sees it: same id and expiry, data replaced by the envelope.
     fn seal(&self, record: &Record) -> session_store::Result<Record> {
+        self.seal_as(record, VERSION, &Self::aad(&record.id, record.expiry_date))
+    }
+
+    /// Seals under envelope `version` with associated data `aad` (tests write old formats).
+    fn seal_as(&self, record: &Record, version: &str, aad: &str) -> session_store::Result<Record> {
         let plaintext = serde_json::to_vec(&record.data)
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
         let mut nonce = [0u8; NONCE_LEN];
         rand::thread_rng().fill_bytes(&mut nonce);
-        let aad = Self::aad(&record.id);
         let ciphertext = self
             .current
             .cipher
@@ -116,7 +202,7 @@ impl<S: SessionStore> EncryptedStore<S> {
             .map_err(|_| session_store::Error::Encode("encryption failed".to_owned()))?;
         let mut blob = nonce.to_vec();
         blob.extend_from_slice(&ciphertext);
-        let envelope = format!("{VERSION}.{}.{}", self.current.id, B64.encode(blob));
+        let envelope = format!("{version}.{}.{}", self.current.id, B64.encode(blob));
         Ok(Record {
             id: record.id,
             data: HashMap::from([(SEALED_FIELD.to_owned(), Value::String(envelope))]),
@@ -132,9 +218,14 @@ impl<S: SessionStore> EncryptedStore<S> {
             .and_then(Value::as_str)
             .ok_or(OpenError::Malformed)?;
         let mut parts = envelope.splitn(3, '.');
-        let (Some(VERSION), Some(key_id), Some(body)) = (parts.next(), parts.next(), parts.next())
+        let (Some(version), Some(key_id), Some(body)) = (parts.next(), parts.next(), parts.next())
         else {
             return Err(OpenError::Malformed);
+        };
+        let aad = match version {
+            VERSION => Self::aad(&sealed.id, sealed.expiry_date),
+            VERSION_ID_ONLY => Self::aad_id_only(&sealed.id),
+            _ => return Err(OpenError::Malformed),
         };
         let key = std::iter::once(&self.current)
             .chain(&self.old)
@@ -145,7 +236,6 @@ impl<S: SessionStore> EncryptedStore<S> {
             return Err(OpenError::Malformed);
         }
         let (nonce, ciphertext) = blob.split_at(NONCE_LEN);
-        let aad = Self::aad(&sealed.id);
         let plaintext = key
             .cipher
             .decrypt(
@@ -176,19 +266,43 @@ impl<S: SessionStore> SessionStore for EncryptedStore<S> {
             let resealed = self.seal(record)?;
             self.inner.save(&resealed).await?;
         }
+        self.remember(record);
         Ok(())
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        self.inner.save(&self.seal(record)?).await
+        if self.unchanged(record) {
+            return Ok(());
+        }
+        self.inner.save(&self.seal(record)?).await?;
+        self.remember(record);
+        Ok(())
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let Some(sealed) = self.inner.load(id).await? else {
+            self.forget(id);
             return Ok(None);
         };
+        // Records sealed by the previous format or under a retired key are re-sealed at the
+        // next save: only records sealed as this store seals them count as seen.
+        let current_format = sealed
+            .data
+            .get(SEALED_FIELD)
+            .and_then(Value::as_str)
+            .is_some_and(|envelope| {
+                let mut parts = envelope.splitn(3, '.');
+                parts.next() == Some(VERSION) && parts.next() == Some(self.current.id.as_str())
+            });
         match self.open(sealed) {
-            Ok(record) => Ok(Some(record)),
+            Ok(record) => {
+                if current_format {
+                    self.remember(&record);
+                } else {
+                    self.forget(id);
+                }
+                Ok(Some(record))
+            }
             Err(err) => {
                 tracing::warn!(reason = %err, "session record did not open; treating it as logged out");
                 Ok(None)
@@ -197,6 +311,7 @@ impl<S: SessionStore> SessionStore for EncryptedStore<S> {
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        self.forget(id);
         self.inner.delete(id).await
     }
 }
@@ -257,6 +372,67 @@ mod tests {
             unrelated.open(sealed),
             Err(OpenError::UnknownKey(_))
         ));
+    }
+
+    #[test]
+    fn a_record_whose_expiry_was_pushed_out_does_not_open() {
+        let store = EncryptedStore::new(MemoryStore::default(), &key(1), &[]);
+        let mut sealed = store.seal(&record(7)).expect("seal");
+        sealed.expiry_date += time::Duration::days(30);
+        assert!(matches!(store.open(sealed), Err(OpenError::Forged)));
+    }
+
+    #[test]
+    fn records_sealed_by_the_previous_format_still_open() {
+        let store = EncryptedStore::new(MemoryStore::default(), &key(1), &[]);
+        let original = record(7);
+        let aad = EncryptedStore::<MemoryStore>::aad_id_only(&original.id);
+        let mut v1 = store
+            .seal_as(&original, VERSION_ID_ONLY, &aad)
+            .expect("seal v1");
+        // v1 did not bind the expiry: a changed expiry still opens.
+        v1.expiry_date += time::Duration::days(1);
+        assert_eq!(store.open(v1).expect("v1 opens").data, original.data);
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_session_is_not_resealed_until_its_expiry_slides_far_enough() {
+        let inner = MemoryStore::default();
+        let store = EncryptedStore::new(inner.clone(), &key(1), &[]);
+        let mut r = record(7);
+        store.create(&mut r).await.expect("create");
+        let stored = || async { inner.load(&r.id).await.expect("load").expect("stored") };
+        let first = stored().await;
+        store.load(&r.id).await.expect("load").expect("opens");
+
+        let mut slid = r.clone();
+        slid.expiry_date += time::Duration::seconds(5);
+        store.save(&slid).await.expect("save");
+        assert_eq!(
+            stored().await.data,
+            first.data,
+            "a 5 s slide is not re-sealed"
+        );
+
+        slid.expiry_date += RESEAL_AFTER;
+        store.save(&slid).await.expect("save");
+        assert_ne!(
+            stored().await.data,
+            first.data,
+            "a slide past RESEAL_AFTER is"
+        );
+
+        let mut changed = slid.clone();
+        changed
+            .data
+            .insert("opted_out".to_owned(), serde_json::json!(true));
+        let before = stored().await;
+        store.save(&changed).await.expect("save");
+        assert_ne!(
+            stored().await.data,
+            before.data,
+            "a data change is re-sealed at once"
+        );
     }
 
     #[tokio::test]

@@ -23,18 +23,31 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 use crate::config::Config;
 
 pub mod encrypted_store;
+pub mod memory_store;
+
+use memory_store::ExpiringMemoryStore;
 
 /// Name of the session cookie.
 pub const COOKIE_NAME: &str = "roomcast.sid";
 
 /// The session store chosen at start, shared by the HTTP layer and Socket.IO handshakes.
 #[derive(Debug, Clone)]
-pub struct SharedStore(Arc<dyn SessionStore>);
+pub struct SharedStore(Arc<dyn SessionStore>, Option<ExpiringMemoryStore>);
 
 impl SharedStore {
     /// Wraps a concrete store.
     pub fn new(store: impl SessionStore) -> Self {
-        Self(Arc::new(store))
+        Self(Arc::new(store), None)
+    }
+
+    /// The embedded mode's in-process store.
+    pub fn embedded(store: ExpiringMemoryStore) -> Self {
+        Self(Arc::new(store.clone()), Some(store))
+    }
+
+    /// Records held in this process (embedded store only; `None` when they live in Redis).
+    pub fn local_records(&self) -> Option<usize> {
+        self.1.as_ref().map(ExpiringMemoryStore::len)
     }
 }
 

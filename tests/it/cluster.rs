@@ -205,7 +205,7 @@ async fn session_keys_rotate_without_logging_anyone_out() {
     assert!(
         sealed
             .iter()
-            .any(|v| v.contains(&format!("v1.{}.", key_id(&old_key)))),
+            .any(|v| v.contains(&format!("v2.{}.", key_id(&old_key)))),
         "session sealed under the first key: {sealed:?}"
     );
 
@@ -227,13 +227,13 @@ async fn session_keys_rotate_without_logging_anyone_out() {
     assert!(
         resealed
             .iter()
-            .any(|v| v.contains(&format!("v1.{}.", key_id(&new)))),
+            .any(|v| v.contains(&format!("v2.{}.", key_id(&new)))),
         "the next save re-seals under the new key: {resealed:?}"
     );
     assert!(
         !resealed
             .iter()
-            .any(|v| v.contains(&format!("v1.{}.", key_id(&old_key)))),
+            .any(|v| v.contains(&format!("v2.{}.", key_id(&old_key)))),
         "no record is left under the old key: {resealed:?}"
     );
 

@@ -9,6 +9,7 @@ mod auth;
 mod cluster;
 mod deploy;
 mod faults;
+mod hardening;
 mod health;
 mod hostile;
 mod http_errors;
