@@ -160,8 +160,17 @@ async fn heartbeat(state: AppState, realtime: Realtime, address: String) {
             tracing::warn!(error = %err, "heartbeat failed");
         }
         if last {
+            announce_change(&cluster).await;
             return;
         }
+    }
+}
+
+/// Tells every instance's operator view that this instance changed state.
+async fn announce_change(cluster: &crate::cluster::Cluster) {
+    use crate::operator::commands::{self, Command};
+    if let Err(err) = commands::send(&cluster.driver, &Command::Refresh).await {
+        tracing::debug!(error = %err, "could not announce a state change to operators");
     }
 }
 
@@ -330,7 +339,7 @@ impl App {
             started: Instant::now(),
             started_at: OffsetDateTime::now_utc(),
             advertised_address: std::sync::OnceLock::new(),
-            rates: Default::default(),
+            operator: Default::default(),
             db,
             config,
         });
@@ -513,6 +522,7 @@ impl App {
                 if let Err(err) = cluster.registry.leave().await {
                     tracing::warn!(error = %err, "could not remove this instance from the registry");
                 }
+                announce_change(cluster).await;
                 cluster.driver.close().await;
                 cluster.redis.close().await;
             };

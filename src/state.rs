@@ -78,8 +78,8 @@ pub struct AppStateInner {
     pub started: Instant,
     /// Wall-clock start, for `/health`.
     pub started_at: OffsetDateTime,
-    /// Event rates of this instance, for the operator view.
-    pub rates: crate::operator::status::RateMeter,
+    /// What the operator view keeps between pushes.
+    pub operator: crate::operator::OperatorState,
     /// Where this instance listens, as published in the registry; set once the server runs.
     pub advertised_address: std::sync::OnceLock<String>,
 }

@@ -26,9 +26,12 @@ pub enum Command {
         /// The instance that must drain.
         instance: String,
     },
+    /// Some instance changed state (its drain started, or it left the registry): every
+    /// instance pushes a fresh snapshot to its operators at once.
+    Refresh,
 }
 
-/// Publishes `command` to every instance; the one it names acts on it.
+/// Publishes `command` to every instance; the one it names (or all, for `Refresh`) acts on it.
 pub async fn send(driver: &ResilientDriver, command: &Command) -> Result<(), RedisError> {
     let payload = serde_json::to_vec(command).unwrap_or_default();
     driver.publish(OPS_CHANNEL.to_owned(), payload).await
@@ -58,6 +61,7 @@ pub async fn listen(driver: ResilientDriver, app: AppState) {
                 app.drain.request();
             }
             Ok(Command::Drain { .. }) => {}
+            Ok(Command::Refresh) => app.operator.refresh.notify_one(),
             Err(err) => tracing::debug!(error = %err, "ignored a malformed operator command"),
         }
     }

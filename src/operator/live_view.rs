@@ -68,12 +68,16 @@ pub async fn on_connect<A: Adapter>(
 }
 
 /// Pushes a snapshot to this instance's operators every `PUSH_INTERVAL` while any is
-/// connected. Runs until its owner (the app) stops it after the socket drain.
+/// connected, and at once when the cluster announces a change (see `commands::Command::Refresh`).
+/// Runs until its owner (the app) stops it after the socket drain.
 pub async fn push(app: AppState, realtime: Realtime) {
     let mut tick = tokio::time::interval(PUSH_INTERVAL);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = app.operator.refresh.notified() => {}
+        }
         if realtime.operators() == 0 {
             continue;
         }

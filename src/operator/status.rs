@@ -89,7 +89,7 @@ pub fn vitals(app: &AppState) -> Vitals {
         record(cluster.redis.breaker());
     }
     let draining = app.drain.is_draining();
-    let (events_per_sec, messages_per_sec) = app.rates.sample(&app.metrics);
+    let (events_per_sec, messages_per_sec) = app.operator.rates.sample(&app.metrics);
     Vitals {
         ready: !draining && !any_open,
         draining,
