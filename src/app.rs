@@ -144,7 +144,8 @@ fn assemble<A: socketioxide::adapter::Adapter>(
     (router, realtime)
 }
 
-/// Keeps this instance's registry entry fresh, until the drain.
+/// Keeps this instance's registry entry fresh, until the drain; the drain's start is
+/// published at once with a last beat, so operators see the instance turn draining.
 async fn heartbeat(state: AppState, realtime: Realtime, address: String) {
     let Some(cluster) = state.cluster.clone() else {
         return;
@@ -152,15 +153,28 @@ async fn heartbeat(state: AppState, realtime: Realtime, address: String) {
     let mut tick = tokio::time::interval(HEARTBEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = state.drain.started() => return,
-        }
+        let last = tokio::select! {
+            _ = tick.tick() => false,
+            () = state.drain.started() => true,
+        };
         let sockets = realtime.local_sockets() as u64;
-        if let Err(err) = cluster.registry.beat(&address, sockets).await {
+        let vitals = crate::operator::status::vitals(&state);
+        if let Err(err) = cluster.registry.beat(&address, sockets, vitals).await {
             state.metrics.redis_errors.inc();
             tracing::warn!(error = %err, "heartbeat failed");
         }
+        if last {
+            announce_change(&cluster).await;
+            return;
+        }
+    }
+}
+
+/// Tells every instance's operator view that this instance changed state.
+async fn announce_change(cluster: &crate::cluster::Cluster) {
+    use crate::operator::commands::{self, Command};
+    if let Err(err) = commands::send(&cluster.driver, &Command::Refresh).await {
+        tracing::debug!(error = %err, "could not announce a state change to operators");
     }
 }
 
@@ -335,6 +349,7 @@ impl App {
             started: Instant::now(),
             started_at: OffsetDateTime::now_utc(),
             advertised_address: std::sync::OnceLock::new(),
+            operator: Default::default(),
             db,
             config,
         });
@@ -344,6 +359,7 @@ impl App {
             None => {
                 let (layer, io) = realtime::build(&state, SocketIo::builder());
                 realtime::register_namespace::<LocalAdapter>(&io);
+                realtime::register_operator_namespace::<LocalAdapter>(&io);
                 assemble(&state, layer, io)
             }
             Some(driver) => {
@@ -354,6 +370,9 @@ impl App {
                 let builder = SocketIo::builder().with_adapter::<ClusterAdapter>(adapter);
                 let (layer, io) = realtime::build(&state, builder);
                 realtime::register_namespace::<ClusterAdapter>(&io)
+                    .await
+                    .map_err(|e| StartError::Adapter(e.to_string()))?;
+                realtime::register_operator_namespace::<ClusterAdapter>(&io)
                     .await
                     .map_err(|e| StartError::Adapter(e.to_string()))?;
                 assemble(&state, layer, io)
@@ -403,6 +422,16 @@ impl App {
             .unwrap_or_default();
         let _ = state.advertised_address.set(address.clone());
         let heartbeat = tokio::spawn(heartbeat(state.clone(), realtime.clone(), address));
+        let operator_view = tokio::spawn(
+            crate::operator::live_view::push(state.clone(), realtime.clone())
+                .instrument(tracing::info_span!("operator_view")),
+        );
+        let operator_commands = state.cluster.as_ref().map(|cluster| {
+            tokio::spawn(
+                crate::operator::commands::listen(cluster.driver.clone(), state.clone())
+                    .instrument(tracing::info_span!("operator_commands")),
+            )
+        });
         let jobs = tokio::spawn(
             singleton_jobs(state.clone()).instrument(tracing::info_span!("cluster_jobs")),
         );
@@ -420,6 +449,9 @@ impl App {
 
         tokio::select! {
             () = shutdown => {}
+            () = state.drain.requested() => {
+                tracing::info!("shutdown requested by an operator");
+            }
             result = &mut server => {
                 // The server stopped on its own (accept loop failure): still drain the rest.
                 tracing::error!(result = ?result, "HTTP server stopped unexpectedly");
@@ -450,6 +482,11 @@ impl App {
             }
         };
         state.metrics.drained_sockets.inc_by(sockets as u64);
+        operator_view.abort();
+        if let Some(commands) = operator_commands {
+            // It stops by itself at the drain's start; this only covers a stuck subscription.
+            commands.abort();
+        }
         // Only now stop accepting connections: until the transports were closed, polling
         // clients needed new connections to fetch `server:draining` and the close packet.
         // New Engine.IO sessions were refused from the start of the drain.
@@ -495,6 +532,7 @@ impl App {
                 if let Err(err) = cluster.registry.leave().await {
                     tracing::warn!(error = %err, "could not remove this instance from the registry");
                 }
+                announce_change(cluster).await;
                 cluster.driver.close().await;
                 cluster.redis.close().await;
             };

@@ -15,6 +15,7 @@ pub mod http;
 pub mod instance;
 pub mod listener;
 pub mod metrics;
+pub mod operator;
 pub mod realtime;
 pub mod server;
 pub mod session;

@@ -17,7 +17,8 @@
 //!    drained, within `SHUTDOWN_TIMEOUT_SECS`; whatever still runs at the deadline is abandoned
 //!    with a warning.
 //!
-//! A second signal during the drain exits at once (see `main.rs`).
+//! A second signal during the drain exits at once (see `main.rs`). An operator's drain from the
+//! admin API (`DrainState::request`, see `operator`) starts the same sequence as a signal.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,6 +31,7 @@ use tokio::sync::watch;
 pub struct DrainState {
     draining: Arc<AtomicBool>,
     started: watch::Sender<bool>,
+    requested: watch::Sender<bool>,
 }
 
 impl Default for DrainState {
@@ -37,6 +39,7 @@ impl Default for DrainState {
         Self {
             draining: Arc::default(),
             started: watch::channel(false).0,
+            requested: watch::channel(false).0,
         }
     }
 }
@@ -58,6 +61,18 @@ impl DrainState {
         let mut rx = self.started.subscribe();
         // The sender lives in `self`, so `wait_for` only ends when the value turns true.
         let _ = rx.wait_for(|started| *started).await;
+    }
+
+    /// Asks for the drain without a signal (an operator's drain from the admin API): the
+    /// server then runs exactly the sequence a SIGTERM starts and the process exits 0.
+    pub fn request(&self) {
+        self.requested.send_replace(true);
+    }
+
+    /// Resolves once `request` was called (at once if it already was).
+    pub async fn requested(&self) {
+        let mut rx = self.requested.subscribe();
+        let _ = rx.wait_for(|requested| *requested).await;
     }
 }
 

@@ -80,6 +80,8 @@ pub struct AppStateInner {
     pub started: Instant,
     /// Wall-clock start, for `/health`.
     pub started_at: OffsetDateTime,
+    /// What the operator view keeps between pushes.
+    pub operator: crate::operator::OperatorState,
     /// Where this instance listens, as published in the registry; set once the server runs.
     pub advertised_address: std::sync::OnceLock<String>,
 }

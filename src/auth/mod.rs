@@ -1,5 +1,6 @@
 //! Who the user is: password hashing, failed-login throttling, and the session's user record.
 
+pub mod admin_token;
 pub mod password;
 pub mod throttle;
 

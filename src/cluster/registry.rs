@@ -48,6 +48,26 @@ pub struct InstanceEntry {
     pub started_at: i64,
     /// Binary version.
     pub version: String,
+    /// How the instance is doing, for the operator view.
+    #[serde(flatten)]
+    pub vitals: Vitals,
+}
+
+/// What an instance says about its own health in each heartbeat, for the operator view.
+/// Every field has a default so that entries written by an older build still parse.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Vitals {
+    /// Serving: not draining and no dependency's circuit breaker open.
+    pub ready: bool,
+    /// The graceful drain has started.
+    pub draining: bool,
+    /// Socket.IO events received per second since the previous heartbeat.
+    pub events_per_sec: f64,
+    /// Chat messages received per second since the previous heartbeat.
+    pub messages_per_sec: f64,
+    /// Circuit breaker state per dependency (`closed`, `half_open`, `open`).
+    pub breakers: std::collections::BTreeMap<String, String>,
 }
 
 /// The registry in Redis.
@@ -69,13 +89,19 @@ impl Registry {
     }
 
     /// Writes this instance's entry: its key (with the TTL), then its index entry.
-    pub async fn beat(&self, address: &str, sockets: u64) -> Result<(), RedisError> {
+    pub async fn beat(
+        &self,
+        address: &str,
+        sockets: u64,
+        vitals: Vitals,
+    ) -> Result<(), RedisError> {
         let entry = InstanceEntry {
             address: address.to_owned(),
             sockets,
             updated_at: now_millis(),
             started_at: self.started_at,
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            vitals,
         };
         let json = serde_json::to_string(&entry).unwrap_or_default();
         let ttl = i64::try_from(INSTANCE_TTL.as_millis()).unwrap_or(i64::MAX);

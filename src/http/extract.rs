@@ -8,8 +8,6 @@ use std::net::IpAddr;
 
 use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts};
 use axum::http::request::Parts;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use tower_sessions::Session;
 
 use super::error::ApiError;
@@ -90,10 +88,7 @@ where
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or_default();
-        let matches: bool = Sha256::digest(presented.as_bytes())
-            .ct_eq(&Sha256::digest(expected.expose().as_bytes()))
-            .into();
-        if presented.is_empty() || !matches {
+        if !crate::auth::admin_token::matches(expected, presented) {
             return Err(ApiError::new(
                 ErrorCode::Unauthorized,
                 "a valid admin bearer token is required",

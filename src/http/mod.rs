@@ -56,6 +56,15 @@ pub fn router<A: Adapter>(state: HttpState, socketio: SocketIoLayer<A>) -> Route
         .route("/api/rooms/{room}/messages", get(rooms::messages))
         .route("/api/admin/emit", post(admin::emit))
         .route("/api/admin/instances", get(admin::instances))
+        .route("/api/admin/overview", get(admin::overview))
+        .route(
+            "/api/admin/instances/{id}/drain",
+            post(admin::drain_instance),
+        )
+        .route(
+            "/api/admin/users/{id}/disconnect",
+            post(admin::disconnect_user),
+        )
         .layer(sessions);
 
     let open = Router::new()

@@ -51,6 +51,10 @@ pub trait Broadcast: Send + Sync + 'static {
     fn disconnect_room(&self, room: String) -> BoxFuture<'static, Result<(), BroadcastFailed>>;
     /// Sockets connected to this instance.
     fn local_sockets(&self) -> usize;
+    /// Operators (sockets of the `/admin` namespace) connected to this instance.
+    fn operators(&self) -> usize;
+    /// Emits `event` to this instance's operators only: every instance serves its own.
+    fn push_to_operators(&self, event: &'static str, data: Value) -> BoxFuture<'static, ()>;
     /// Drain step: tells every local socket `server:draining`, waits the plan's notice, then
     /// closes the local transports in batches (see `shutdown`) and finally closes the server.
     /// Returns the number of sockets drained.
@@ -151,6 +155,24 @@ impl<A: Adapter> Broadcast for SocketIoBroadcast<A> {
 
     fn local_sockets(&self) -> usize {
         self.0.sockets().len()
+    }
+
+    fn operators(&self) -> usize {
+        self.0
+            .of(crate::operator::live_view::NAMESPACE)
+            .map_or(0, |ns| ns.sockets().len())
+    }
+
+    fn push_to_operators(&self, event: &'static str, data: Value) -> BoxFuture<'static, ()> {
+        let io = self.0.clone();
+        Box::pin(async move {
+            let Some(ns) = io.of(crate::operator::live_view::NAMESPACE) else {
+                return;
+            };
+            if let Err(err) = ns.local().emit(event, &data).await {
+                tracing::debug!(error = %err, "operator push failed");
+            }
+        })
     }
 
     fn drain_local(

@@ -372,6 +372,16 @@ mod tests {
         fn local_sockets(&self) -> usize {
             0
         }
+        fn operators(&self) -> usize {
+            0
+        }
+        fn push_to_operators(
+            &self,
+            _event: &'static str,
+            _data: serde_json::Value,
+        ) -> futures::future::BoxFuture<'static, ()> {
+            Box::pin(async {})
+        }
         fn drain_local(
             &self,
             _plan: crate::shutdown::DrainPlan,

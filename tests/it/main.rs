@@ -14,6 +14,7 @@ mod health;
 mod hostile;
 mod http_errors;
 mod identity;
+mod operator;
 mod process;
 mod recovery;
 mod redis_cluster;

@@ -247,6 +247,18 @@ impl TestApp {
         name
     }
 
+    /// Waits up to `within` for the app to stop without being told to (an operator's drain);
+    /// `None` when it is still running then.
+    pub async fn stopped_by_itself(
+        &mut self,
+        within: Duration,
+    ) -> Option<roomcast::shutdown::DrainReport> {
+        let task = self.task.as_mut().expect("task");
+        let report = tokio::time::timeout(within, task).await.ok()?;
+        self.task = None;
+        Some(report.expect("app task"))
+    }
+
     /// Triggers the drain and waits for the app to finish.
     pub async fn stop(mut self) -> roomcast::shutdown::DrainReport {
         if let Some(stop) = self.stop.take() {
