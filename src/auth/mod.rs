@@ -1,8 +1,8 @@
 //! Who the user is: password hashing, failed-login throttling, and the session's user record.
 
-pub mod admin_token;
 pub mod password;
 pub mod throttle;
+pub mod token;
 
 use serde::{Deserialize, Serialize};
 

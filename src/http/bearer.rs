@@ -1,11 +1,9 @@
 //! Bearer tokens of the operator endpoints (`ADMIN_TOKEN`, `METRICS_TOKEN`).
 //!
-//! The presented token and the configured one are compared as SHA-256 digests in constant
-//! time, so neither the time taken nor the token's length leaks how close a guess was.
+//! The comparison itself is `auth::token::matches`: SHA-256 digests compared in constant time,
+//! so neither the time taken nor the token's length leaks how close a guess was.
 
 use axum::http::{HeaderMap, header};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::config::Secret;
 
@@ -16,8 +14,5 @@ pub fn bearer_matches(headers: &HeaderMap, expected: &Secret) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    let matches: bool = Sha256::digest(presented.as_bytes())
-        .ct_eq(&Sha256::digest(expected.expose().as_bytes()))
-        .into();
-    !presented.is_empty() && matches
+    crate::auth::token::matches(expected, presented)
 }

@@ -82,13 +82,7 @@ where
                 "the admin API is disabled",
             ));
         };
-        let presented = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default();
-        if !crate::auth::admin_token::matches(expected, presented) {
+        if !super::bearer::bearer_matches(&parts.headers, expected) {
             return Err(ApiError::new(
                 ErrorCode::Unauthorized,
                 "a valid admin bearer token is required",

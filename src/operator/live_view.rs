@@ -44,7 +44,7 @@ pub async fn authenticate<A: Adapter>(
         .and_then(|auth| auth.get("token").and_then(Value::as_str).map(str::to_owned))
         .unwrap_or_default();
     match &app.config.admin_token {
-        Some(expected) if crate::auth::admin_token::matches(expected, &presented) => Ok(()),
+        Some(expected) if crate::auth::token::matches(expected, &presented) => Ok(()),
         _ => Err(ConnectRefused::Unauthorized),
     }
 }

@@ -1,12 +1,12 @@
-//! The operator's credential: `ADMIN_TOKEN`, presented as an HTTP bearer token or as the
-//! `/admin` namespace's handshake `auth.token`.
+//! Operator credentials (`ADMIN_TOKEN`, `METRICS_TOKEN`), presented as an HTTP bearer token
+//! or, for the operator view, as the `/admin` namespace's handshake `auth.token`.
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::Secret;
 
-/// Whether `presented` is the admin token. Both are compared as SHA-256 digests in constant
+/// Whether `presented` is the configured token. Both are compared as SHA-256 digests in constant
 /// time, so neither timing nor length leaks; an empty presentation never matches.
 pub fn matches(expected: &Secret, presented: &str) -> bool {
     let equal: bool = Sha256::digest(presented.as_bytes())
