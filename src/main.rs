@@ -1,16 +1,19 @@
-//! The roomcast binary: configuration from the environment, telemetry, then the app until a
-//! signal. A first SIGTERM/SIGINT starts the graceful drain; a second one exits at once.
+//! The roomcast binary: configuration from the command line and the environment (`--help`
+//! lists every setting), telemetry, then the app until a signal. A first SIGTERM/SIGINT starts
+//! the graceful drain; a second one exits at once.
 
 use std::process::ExitCode;
 
 use roomcast::App;
-use roomcast::config::Config;
+use roomcast::config::{Config, LoadError};
 use tokio::signal::unix::{SignalKind, signal};
 
 fn main() -> ExitCode {
     let config = match Config::from_env() {
         Ok(config) => config,
-        Err(err) => {
+        // `--help`, `--version` (exit 0) and malformed command lines (exit 2), as clap prints them.
+        Err(LoadError::Cli(err)) => err.exit(),
+        Err(LoadError::Invalid(err)) => {
             eprintln!("roomcast: invalid configuration: {err}");
             return ExitCode::from(2);
         }

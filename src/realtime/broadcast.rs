@@ -203,6 +203,10 @@ impl<A: Adapter> Broadcast for SocketIoBroadcast<A> {
                 }
             }
             tokio::time::sleep(plan.notice).await;
+            let started = std::time::Instant::now();
+            let total = sockets.len();
+            let mut drained = 0;
+            let mut batches = 0;
             for (n, (chunk, chunk_notices)) in
                 sockets.chunks(batch).zip(notices.chunks(batch)).enumerate()
             {
@@ -212,17 +216,59 @@ impl<A: Adapter> Broadcast for SocketIoBroadcast<A> {
                 for (socket, notice) in chunk.iter().zip(chunk_notices) {
                     close_transport(socket, &connections, notice);
                 }
-                tracing::debug!(
-                    batch = n + 1,
+                drained += chunk.len();
+                batches = n + 1;
+                tracing::info!(
+                    batch = batches,
                     sockets = chunk.len(),
-                    "closed a batch of transports"
+                    "drained {}/{}",
+                    thousands(drained),
+                    thousands(total)
                 );
             }
+            tracing::info!(
+                sockets = total,
+                batches,
+                elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                "drained {} sockets in {batches} batches",
+                thousands(total)
+            );
             // Give long-polling clients a moment to fetch their close packet, then close
             // whatever is left (a transport whose connection was not found).
             tokio::time::sleep(plan.batch_interval).await;
             io.close().await;
             sockets.len()
         })
+    }
+}
+
+/// `1200` → `1,200`: progress lines are read by people.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::thousands;
+
+    #[test]
+    fn counts_are_grouped_by_thousands() {
+        for (n, text) in [
+            (0, "0"),
+            (999, "999"),
+            (1_200, "1,200"),
+            (5_000, "5,000"),
+            (1_234_567, "1,234,567"),
+        ] {
+            assert_eq!(thousands(n), text);
+        }
     }
 }

@@ -7,6 +7,7 @@ mod admin;
 mod analytics;
 mod auth;
 mod cluster;
+mod configuration;
 mod deploy;
 mod faults;
 mod hardening;

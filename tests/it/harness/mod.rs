@@ -165,7 +165,8 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     for (k, v) in overrides {
         env.insert((*k).to_owned(), (*v).to_owned());
     }
-    let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test config is valid");
+    let config = Config::from_lookup(|k| env.get(k).cloned())
+        .unwrap_or_else(|err| panic!("test config is invalid: {err}"));
     let app = App::build(config).await.expect("app builds");
     let addr = app.local_addr().expect("bound address");
     let state = app.state().clone();
