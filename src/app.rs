@@ -90,7 +90,11 @@ async fn connect_cluster(
         metrics.breaker_rejection_counter("redis"),
     );
     let redis = Redis::connect(url, 4, breaker).await?;
-    let driver = ResilientDriver::connect(&crate::cluster::redis::builder(url)?).await?;
+    let driver = ResilientDriver::connect(
+        &crate::cluster::redis::builder(url)?,
+        metrics.adapter_messages_dropped.clone(),
+    )
+    .await?;
     tracing::info!(
         redis = if redis.is_clustered() {
             "cluster"

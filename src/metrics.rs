@@ -106,6 +106,8 @@ pub struct Metrics {
     pub database_errors: Counter,
     /// Sockets closed by graceful drains.
     pub drained_sockets: Counter,
+    /// Cross-instance messages the adapter driver lost before the adapter saw them.
+    pub adapter_messages_dropped: Counter,
     /// What this instance's analytics consumer did.
     pub analytics_consumer: ConsumerCounters,
     /// Entries in the analytics stream (set at scrape time).
@@ -150,6 +152,7 @@ impl Metrics {
         let redis_errors = Counter::default();
         let database_errors = Counter::default();
         let drained_sockets = Counter::default();
+        let adapter_messages_dropped = Counter::default();
         let analytics_consumer = ConsumerCounters::default();
         let analytics_stream_length = Gauge::default();
         let analytics_group_lag = Gauge::default();
@@ -285,6 +288,11 @@ impl Metrics {
             "Sockets closed by a graceful drain",
             drained_sockets.clone(),
         );
+        registry.register(
+            "adapter_messages_dropped",
+            "Cross-instance messages lost before this instance's Socket.IO adapter saw them (stream full or Pub/Sub receiver lagged)",
+            adapter_messages_dropped.clone(),
+        );
         Self {
             registry,
             http_requests,
@@ -299,6 +307,7 @@ impl Metrics {
             redis_errors,
             database_errors,
             drained_sockets,
+            adapter_messages_dropped,
             analytics_consumer,
             analytics_stream_length,
             analytics_group_lag,

@@ -17,6 +17,7 @@ mod hostile;
 mod http_errors;
 mod identity;
 mod instance_registry;
+mod layering;
 mod process;
 mod recovery;
 mod redis_cluster;
