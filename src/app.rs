@@ -90,7 +90,11 @@ async fn connect_cluster(
         metrics.breaker_rejection_counter("redis"),
     );
     let redis = Redis::connect(url, 4, breaker).await?;
-    let driver = ResilientDriver::connect(&crate::cluster::redis::builder(url)?).await?;
+    let driver = ResilientDriver::connect(
+        &crate::cluster::redis::builder(url)?,
+        metrics.adapter_messages_dropped.clone(),
+    )
+    .await?;
     tracing::info!(
         redis = if redis.is_clustered() {
             "cluster"
@@ -359,7 +363,7 @@ impl App {
             None => {
                 let (layer, io) = realtime::build(&state, SocketIo::builder());
                 realtime::register_namespace::<LocalAdapter>(&io);
-                realtime::register_operator_namespace::<LocalAdapter>(&io);
+                crate::operator::live_view::register_namespace::<LocalAdapter>(&io);
                 assemble(&state, layer, io)
             }
             Some(driver) => {
@@ -372,7 +376,7 @@ impl App {
                 realtime::register_namespace::<ClusterAdapter>(&io)
                     .await
                     .map_err(|e| StartError::Adapter(e.to_string()))?;
-                realtime::register_operator_namespace::<ClusterAdapter>(&io)
+                crate::operator::live_view::register_namespace::<ClusterAdapter>(&io)
                     .await
                     .map_err(|e| StartError::Adapter(e.to_string()))?;
                 assemble(&state, layer, io)

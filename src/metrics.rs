@@ -16,7 +16,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
 
 use crate::cluster::streams::{ConsumerCounters, StreamStats};
 
@@ -112,6 +114,8 @@ pub struct Metrics {
     pub database_errors: Counter,
     /// Sockets closed by graceful drains.
     pub drained_sockets: Counter,
+    /// Cross-instance messages the adapter driver lost before the adapter saw them.
+    pub adapter_messages_dropped: Counter,
     /// What this instance's analytics consumer did.
     pub analytics_consumer: ConsumerCounters,
     /// Entries in the analytics stream (set at scrape time).
@@ -156,6 +160,7 @@ impl Metrics {
         let redis_errors = Counter::default();
         let database_errors = Counter::default();
         let drained_sockets = Counter::default();
+        let adapter_messages_dropped = Counter::default();
         let analytics_consumer = ConsumerCounters::default();
         let analytics_stream_length = Gauge::default();
         let analytics_group_lag = Gauge::default();
@@ -291,6 +296,11 @@ impl Metrics {
             "Sockets closed by a graceful drain",
             drained_sockets.clone(),
         );
+        registry.register(
+            "adapter_messages_dropped",
+            "Cross-instance messages lost before this instance's Socket.IO adapter saw them (stream full or Pub/Sub receiver lagged)",
+            adapter_messages_dropped.clone(),
+        );
         Self {
             registry,
             http_requests,
@@ -305,6 +315,7 @@ impl Metrics {
             redis_errors,
             database_errors,
             drained_sockets,
+            adapter_messages_dropped,
             analytics_consumer,
             analytics_stream_length,
             analytics_group_lag,
@@ -381,5 +392,100 @@ impl Metrics {
                 event: event.to_owned(),
             })
             .inc();
+    }
+}
+
+// Rates of the event counters, for the operator view: a rate is a counter's growth over the
+// time since the previous sample, and a sample taken less than `MIN_WINDOW` after the
+// previous one returns the previous rates instead of dividing by an instant.
+
+/// Client events counted in `events_per_sec` (every name `Metrics::event` is called with on
+/// `events_in`).
+const COUNTED_EVENTS: [&str; 6] = ["join", "leave", "message", "typing", "resume", "unknown"];
+/// Shortest window a rate is computed over.
+const MIN_WINDOW: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    at: Instant,
+    events: u64,
+    messages: u64,
+    rates: (f64, f64),
+}
+
+/// Turns this instance's event counters into per-second rates.
+#[derive(Debug, Default)]
+pub struct RateMeter {
+    last: Mutex<Option<Sample>>,
+}
+
+impl RateMeter {
+    /// `(events_per_sec, messages_per_sec)` since the previous sample (zero for the first).
+    pub fn sample(&self, metrics: &Metrics) -> (f64, f64) {
+        let count = |event: &str| {
+            metrics
+                .events_in
+                .get_or_create(&EventLabels {
+                    event: event.to_owned(),
+                })
+                .get()
+        };
+        let events: u64 = COUNTED_EVENTS.iter().map(|e| count(e)).sum();
+        let messages = count("message");
+        let now = Instant::now();
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let rates = match *last {
+            Some(previous) if now.duration_since(previous.at) < MIN_WINDOW => {
+                return previous.rates;
+            }
+            Some(previous) => {
+                let secs = now.duration_since(previous.at).as_secs_f64();
+                let per_sec = |now: u64, then: u64| now.saturating_sub(then) as f64 / secs;
+                (
+                    per_sec(events, previous.events),
+                    per_sec(messages, previous.messages),
+                )
+            }
+            None => (0.0, 0.0),
+        };
+        *last = Some(Sample {
+            at: now,
+            events,
+            messages,
+            rates,
+        });
+        rates
+    }
+}
+
+#[cfg(test)]
+mod rate_meter_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_rate_is_the_counter_growth_over_the_window() {
+        let metrics = Metrics::new();
+        let meter = RateMeter::default();
+        assert_eq!(meter.sample(&metrics), (0.0, 0.0));
+        for _ in 0..30 {
+            Metrics::event(&metrics.events_in, "message");
+        }
+        for _ in 0..10 {
+            Metrics::event(&metrics.events_in, "join");
+        }
+        std::thread::sleep(MIN_WINDOW + Duration::from_millis(100));
+        let (events, messages) = meter.sample(&metrics);
+        // 40 events over at least 0.6 s (and, on a slow machine, less than 30 s).
+        assert!(
+            events > 40.0 / 30.0 && events <= 40.0 / 0.6,
+            "events/s {events}"
+        );
+        assert!(
+            (messages / events - 0.75).abs() < 1e-9,
+            "messages {messages} of events {events}"
+        );
+        // A sample right after another returns the same rates instead of dividing by ~0.
+        assert_eq!(meter.sample(&metrics), (events, messages));
     }
 }

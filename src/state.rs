@@ -81,7 +81,7 @@ pub struct AppStateInner {
     /// Wall-clock start, for `/health`.
     pub started_at: OffsetDateTime,
     /// What the operator view keeps between pushes.
-    pub operator: crate::operator::OperatorState,
+    pub operator: OperatorState,
     /// Where this instance listens, as published in the registry; set once the server runs.
     pub advertised_address: std::sync::OnceLock<String>,
 }
@@ -130,4 +130,15 @@ impl RoomLocks {
         locks.insert(room.to_owned(), Arc::downgrade(&lock));
         lock
     }
+}
+
+/// What the operator view (`operator`) keeps between pushes.
+#[derive(Debug, Default)]
+pub struct OperatorState {
+    /// This instance's event counters turned into rates.
+    pub rates: crate::metrics::RateMeter,
+    /// Wakes this instance's pusher for an immediate snapshot: some instance of the cluster
+    /// changed state (a drain started or ended) and operators should see it now, not at the
+    /// next tick.
+    pub refresh: tokio::sync::Notify,
 }

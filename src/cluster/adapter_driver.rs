@@ -25,12 +25,13 @@
 //! again after it (a no-op for channels that stayed where they were).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use fred::prelude::*;
 use fred::types::Builder;
+use prometheus_client::metrics::counter::Counter;
 use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
 use tokio::sync::{broadcast, mpsc};
 
@@ -100,8 +101,9 @@ struct Shared {
     channels: Channels,
     /// Whether every channel is subscribed on the current subscriber connection.
     subscribed: AtomicBool,
-    /// Messages dropped because a stream's buffer was full.
-    dropped: AtomicU64,
+    /// Cross-instance messages lost on their way to the adapter (a stream's buffer was full,
+    /// or the Pub/Sub receiver lagged); exported as `roomcast_adapter_messages_dropped_total`.
+    dropped: Counter,
 }
 
 /// Adapter driver over two fred clients; clones share connections and channels.
@@ -118,8 +120,9 @@ impl std::fmt::Debug for ResilientDriver {
 
 impl ResilientDriver {
     /// Connects both clients and starts the message pump and the resubscriber; sharded
-    /// Pub/Sub when `builder` points at a Redis Cluster.
-    pub async fn connect(builder: &Builder) -> Result<Self, RedisError> {
+    /// Pub/Sub when `builder` points at a Redis Cluster. Every message lost before the
+    /// adapter saw it is counted in `dropped`, so a loss shows in metrics, not only in logs.
+    pub async fn connect(builder: &Builder, dropped: Counter) -> Result<Self, RedisError> {
         let publisher = builder.build()?;
         let subscriber = builder.build()?;
         publisher.init().await?;
@@ -135,7 +138,7 @@ impl ResilientDriver {
             subscriber,
             channels: RwLock::default(),
             subscribed: AtomicBool::new(true),
-            dropped: AtomicU64::new(0),
+            dropped,
         });
         tokio::spawn(pump(
             shared.subscriber.message_rx(),
@@ -165,9 +168,9 @@ impl ResilientDriver {
         self.0.transport == Transport::Sharded
     }
 
-    /// Messages dropped because a consumer fell behind.
+    /// Cross-instance messages lost because a consumer fell behind.
     pub fn dropped_messages(&self) -> u64 {
-        self.0.dropped.load(Ordering::Relaxed)
+        self.0.dropped.get()
     }
 
     /// Number of channels held.
@@ -188,6 +191,9 @@ async fn pump(mut messages: broadcast::Receiver<fred::types::Message>, shared: W
         let message = match messages.recv().await {
             Ok(message) => message,
             Err(broadcast::error::RecvError::Lagged(n)) => {
+                if let Some(shared) = shared.upgrade() {
+                    shared.dropped.inc_by(n);
+                }
                 tracing::warn!(lost = n, "adapter pub/sub receiver lagged");
                 continue;
             }
@@ -207,7 +213,7 @@ async fn pump(mut messages: broadcast::Receiver<fred::types::Message>, shared: W
             .and_then(|c| c.get(&channel).cloned());
         if let Some(sender) = sender {
             if sender.try_send((channel, data)).is_err() {
-                shared.dropped.fetch_add(1, Ordering::Relaxed);
+                shared.dropped.inc();
                 tracing::warn!(
                     "adapter stream full or closed; a cross-instance message was dropped"
                 );
@@ -366,5 +372,73 @@ impl Driver for ResilientDriver {
             .subscribers(&self.0.publisher, chan)
             .await?;
         Ok(u16::try_from(count).unwrap_or(u16::MAX))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+
+    /// A driver's shared state over clients that never connect: `pump` only routes.
+    fn unconnected(dropped: Counter) -> Arc<Shared> {
+        let client = || Builder::default_centralized().build().expect("client");
+        Arc::new(Shared {
+            transport: Transport::Classic,
+            publisher: client(),
+            subscriber: client(),
+            channels: RwLock::default(),
+            subscribed: AtomicBool::new(true),
+            dropped,
+        })
+    }
+
+    fn message(channel: &str, n: u8) -> fred::types::Message {
+        fred::types::Message {
+            channel: channel.into(),
+            value: Value::Bytes(vec![n].into()),
+            kind: fred::types::MessageKind::Message,
+            server: fred::prelude::Server::new("127.0.0.1", 6379),
+        }
+    }
+
+    #[tokio::test]
+    async fn messages_a_full_stream_cannot_take_are_counted_in_the_exported_metric() {
+        let metrics = Metrics::new();
+        let shared = unconnected(metrics.adapter_messages_dropped.clone());
+        // A stream with room for one message that nobody reads.
+        let (stream, mut unread) = mpsc::channel(1);
+        shared
+            .channels
+            .write()
+            .expect("channels")
+            .insert("roomcast-sio-request#/#".to_owned(), stream);
+        let (messages, receiver) = broadcast::channel(16);
+        let pumping = tokio::spawn(pump(receiver, Arc::downgrade(&shared)));
+        for n in 0..3 {
+            messages
+                .send(message("roomcast-sio-request#/#", n))
+                .expect("pump listens");
+        }
+        // A channel nobody subscribed is not a loss.
+        messages
+            .send(message("some-other-channel", 9))
+            .expect("pump listens");
+        drop(messages);
+        pumping.await.expect("pump ends when its sender is gone");
+
+        let kept = unread.try_recv().expect("the first message is delivered");
+        assert_eq!(kept.1, vec![0u8], "the stream keeps the first message");
+        let driver = ResilientDriver(shared);
+        assert_eq!(
+            driver.dropped_messages(),
+            2,
+            "expected the 2 messages that found the stream full to be counted"
+        );
+        let rendered = metrics.render();
+        assert!(
+            rendered.contains("roomcast_adapter_messages_dropped_total 2\n"),
+            "expected roomcast_adapter_messages_dropped_total 2 in:\n{rendered}"
+        );
     }
 }

@@ -236,8 +236,9 @@ fn blocking_threads(runtime: &tokio::runtime::RuntimeMetrics) -> Option<usize> {
     let runtime_threads = tasks
         .filter_map(Result::ok)
         .filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok())
-        // Thread names are cut to 15 bytes: "tokio-runtime-w".
-        .filter(|name| name.starts_with("tokio-runtime-w"))
+        // Tokio names its threads "tokio-rt-worker" (1.54); older releases used
+        // "tokio-runtime-worker", cut to 15 bytes: "tokio-runtime-w".
+        .filter(|name| name.starts_with("tokio-rt-worker") || name.starts_with("tokio-runtime-w"))
         .count();
     // A current-thread runtime (tests) runs its one worker on the caller's thread.
     let named_workers = match tokio::runtime::Handle::current().runtime_flavor() {

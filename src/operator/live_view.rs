@@ -31,6 +31,16 @@ pub const PUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// Rooms listed in a snapshot, busiest first.
 pub const BUSIEST_ROOMS: usize = 10;
 
+/// Registers the `/admin` namespace; like `realtime::register_namespace`, remote adapters
+/// require the caller to await the result.
+pub fn register_namespace<A>(io: &socketioxide::SocketIo<A>) -> A::InitRes
+where
+    A: Adapter + socketioxide_core::adapter::DefinedAdapter,
+{
+    use socketioxide::handler::ConnectHandler;
+    io.ns(NAMESPACE, on_connect::<A>.with(authenticate::<A>))
+}
+
 /// Connect middleware of `/admin`: only a caller presenting `ADMIN_TOKEN` gets in.
 pub async fn authenticate<A: Adapter>(
     State(app): State<AppState>,
@@ -78,11 +88,15 @@ pub async fn push(app: AppState, realtime: Realtime) {
             _ = tick.tick() => {}
             () = app.operator.refresh.notified() => {}
         }
-        if realtime.operators() == 0 {
+        if realtime.local_sockets_of(NAMESPACE) == 0 {
             continue;
         }
         match snapshot(&app, &realtime).await {
-            Ok(snapshot) => realtime.push_to_operators(SNAPSHOT_EVENT, snapshot).await,
+            Ok(snapshot) => {
+                realtime
+                    .emit_local(NAMESPACE, SNAPSHOT_EVENT, snapshot)
+                    .await
+            }
             Err(err) => tracing::debug!(error = %err, "operator snapshot failed"),
         }
     }

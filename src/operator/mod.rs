@@ -12,14 +12,3 @@
 pub mod commands;
 pub mod live_view;
 pub mod status;
-
-/// What the operator view keeps in the app state.
-#[derive(Debug, Default)]
-pub struct OperatorState {
-    /// This instance's event counters turned into rates.
-    pub rates: status::RateMeter,
-    /// Wakes this instance's pusher for an immediate snapshot: some instance of the cluster
-    /// changed state (a drain started or ended) and operators should see it now, not at the
-    /// next tick.
-    pub refresh: tokio::sync::Notify,
-}

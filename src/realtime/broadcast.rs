@@ -51,10 +51,17 @@ pub trait Broadcast: Send + Sync + 'static {
     fn disconnect_room(&self, room: String) -> BoxFuture<'static, Result<(), BroadcastFailed>>;
     /// Sockets connected to this instance.
     fn local_sockets(&self) -> usize;
-    /// Operators (sockets of the `/admin` namespace) connected to this instance.
-    fn operators(&self) -> usize;
-    /// Emits `event` to this instance's operators only: every instance serves its own.
-    fn push_to_operators(&self, event: &'static str, data: Value) -> BoxFuture<'static, ()>;
+    /// Sockets of `namespace` connected to this instance (0 for a namespace that does not
+    /// exist).
+    fn local_sockets_of(&self, namespace: &'static str) -> usize;
+    /// Emits `event` to the sockets of `namespace` on this instance only (the operator view:
+    /// every instance serves its own operators).
+    fn emit_local(
+        &self,
+        namespace: &'static str,
+        event: &'static str,
+        data: Value,
+    ) -> BoxFuture<'static, ()>;
     /// Drain step: tells every local socket `server:draining`, waits the plan's notice, then
     /// closes the local transports in batches (see `shutdown`) and finally closes the server.
     /// Returns the number of sockets drained.
@@ -157,20 +164,23 @@ impl<A: Adapter> Broadcast for SocketIoBroadcast<A> {
         self.0.sockets().len()
     }
 
-    fn operators(&self) -> usize {
-        self.0
-            .of(crate::operator::live_view::NAMESPACE)
-            .map_or(0, |ns| ns.sockets().len())
+    fn local_sockets_of(&self, namespace: &'static str) -> usize {
+        self.0.of(namespace).map_or(0, |ns| ns.sockets().len())
     }
 
-    fn push_to_operators(&self, event: &'static str, data: Value) -> BoxFuture<'static, ()> {
+    fn emit_local(
+        &self,
+        namespace: &'static str,
+        event: &'static str,
+        data: Value,
+    ) -> BoxFuture<'static, ()> {
         let io = self.0.clone();
         Box::pin(async move {
-            let Some(ns) = io.of(crate::operator::live_view::NAMESPACE) else {
+            let Some(ns) = io.of(namespace) else {
                 return;
             };
             if let Err(err) = ns.local().emit(event, &data).await {
-                tracing::debug!(error = %err, "operator push failed");
+                tracing::debug!(namespace, error = %err, "local emit failed");
             }
         })
     }

@@ -67,16 +67,3 @@ where
         connect::on_connect::<A>.with(connect::authenticate::<A>),
     )
 }
-
-/// Registers the operators' `/admin` namespace (see `operator::live_view`); like
-/// `register_namespace`, remote adapters require the caller to await the result.
-pub fn register_operator_namespace<A>(io: &SocketIo<A>) -> A::InitRes
-where
-    A: Adapter + socketioxide_core::adapter::DefinedAdapter,
-{
-    use crate::operator::live_view;
-    io.ns(
-        live_view::NAMESPACE,
-        live_view::on_connect::<A>.with(live_view::authenticate::<A>),
-    )
-}

@@ -372,11 +372,12 @@ mod tests {
         fn local_sockets(&self) -> usize {
             0
         }
-        fn operators(&self) -> usize {
+        fn local_sockets_of(&self, _namespace: &'static str) -> usize {
             0
         }
-        fn push_to_operators(
+        fn emit_local(
             &self,
+            _namespace: &'static str,
             _event: &'static str,
             _data: serde_json::Value,
         ) -> futures::future::BoxFuture<'static, ()> {

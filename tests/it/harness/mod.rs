@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod process;
 pub mod redis_cluster;
 pub mod services;
+pub mod tap;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
