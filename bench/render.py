@@ -185,6 +185,14 @@ def notes_sections(notes_dir, md_dir):
             return "](" + os.path.relpath(os.path.join(os.path.dirname(path), target), md_dir) + ")"
 
         text = re.sub(r"\]\(([^)\s]+)\)", relink, text)
+        if re.match(r"^# ", text):
+            # A note's own title becomes a section of the report: every heading one level down.
+            demoted, fenced = [], False
+            for line in text.split("\n"):
+                if line.startswith("```"):
+                    fenced = not fenced
+                demoted.append("#" + line if not fenced and re.match(r"^#+ ", line) else line)
+            text = "\n".join(demoted)
         if not text.startswith("#"):
             title = os.path.basename(path)[: -len(".md")].replace("-", " ")
             text = f"## {title}\n\n{text}"

@@ -4,14 +4,15 @@
 #
 #   ./bench/run.sh            every scenario; writes bench/results/<date>.json and BENCHMARKS.md
 #   ./bench/run.sh fanout     one scenario (fanout|fanout-cluster|chat|hotroom|oneroom|logins|idle|
-#                             storm|http|drain|ceiling); the results file holds only that scenario,
-#                             BENCHMARKS.md is rendered from it merged over the newest full run's
-#                             results
+#                             storm|http|drain|ceiling) or several (fanout,oneroom); the results
+#                             file holds only those, BENCHMARKS.md is rendered from it merged over
+#                             the newest full run's results
 #   ./bench/run.sh smoke      tiny sizes, seconds; writes into a temp dir only (the test command
 #                             runs it so the bench cannot rot); also BENCH_SMOKE=1
 #
 # Environment: CARGO_TARGET_DIR (build cache), ROOMCAST_BIN (a prebuilt server binary; default
-# a fresh `cargo build --release`), BENCH_OUT (where results go; default bench/results);
+# a fresh `cargo build --release`), BENCH_OUT (where results and plots go; default
+# bench/results), BENCH_MARKDOWN (the report; default BENCHMARKS.md);
 # BENCH_FANOUT_RUNS / BENCH_CHAT_RUNS (3 each), BENCH_HOT_RUNS / BENCH_ONEROOM_RUNS /
 # BENCH_CLUSTER_RUNS (1 each): how often a maximum is searched, peers alternating;
 # BENCH_STEP_SECS (4): seconds one offered rate is held. Sizes can be overridden for a short
@@ -31,10 +32,13 @@ cd "$root"
 scenario="${1:-all}"
 smoke="${BENCH_SMOKE:-0}"
 if [ "$scenario" = smoke ]; then smoke=1; scenario=all; fi
-case "$scenario" in
-  all | fanout | fanout-cluster | chat | hotroom | oneroom | logins | idle | storm | http | drain | ceiling) ;;
-  *) echo "unknown scenario: $scenario (all|fanout|fanout-cluster|chat|hotroom|oneroom|logins|idle|storm|http|drain|ceiling|smoke)" >&2; exit 2 ;;
-esac
+IFS=, read -ra requested <<<"$scenario"
+for name in "${requested[@]}"; do
+  case "$name" in
+    all | fanout | fanout-cluster | chat | hotroom | oneroom | logins | idle | storm | http | drain | ceiling) ;;
+    *) echo "unknown scenario: $name (all|fanout|fanout-cluster|chat|hotroom|oneroom|logins|idle|storm|http|drain|ceiling|smoke, or a comma-separated list)" >&2; exit 2 ;;
+  esac
+done
 
 for tool in curl python3 redis-server redis-cli redis-benchmark node npm; do
   command -v "$tool" >/dev/null 2>&1 || { echo "bench: $tool is required" >&2; exit 2; }
@@ -55,12 +59,13 @@ fi
 # Ramps: *_START is the first offered rate (messages/s, all rooms together), *_PROBE the equal
 # load both peers are offered for CPU per delivery, *_MAX a cap on the search.
 if [ "$smoke" = 1 ]; then
-  FANOUT_MEMBERS=20; FANOUT_START=5; FANOUT_PROBE=5; FANOUT_MAX=10
-  CHAT_ROOMS=5; CHAT_MEMBERS=4; CHAT_START=10; CHAT_PROBE=10; CHAT_MAX=20
-  HOT_MEMBERS=20; HOT_START=4; HOT_PROBE=4; HOT_MAX=8
-  ONEROOM_MEMBERS=4; ONEROOM_START=20; ONEROOM_PROBE=20; ONEROOM_MAX=40
+  # One probe step and one search step (start = cap) per search: it runs, not how far.
+  FANOUT_MEMBERS=20; FANOUT_START=10; FANOUT_PROBE=5; FANOUT_MAX=10
+  CHAT_ROOMS=5; CHAT_MEMBERS=4; CHAT_START=20; CHAT_PROBE=10; CHAT_MAX=20
+  HOT_MEMBERS=20; HOT_START=8; HOT_PROBE=4; HOT_MAX=8
+  ONEROOM_MEMBERS=4; ONEROOM_START=40; ONEROOM_PROBE=20; ONEROOM_MAX=40
   PRECISION=1; STEP_SECS=1; GRACE_SECS=2; IDLE_CONNS=50; STORM_CONNS=60; HTTP_SECS=1; DRAIN_CONNS=30
-  USERS=4; LOGINS=10; PUBLISH_N=2000; ECHO_SECS=1; ECHO_CONNS=10
+  USERS=4; LOGINS=6; LOGIN_SETTLE_SECS=0.5; PUBLISH_N=2000; ECHO_SECS=1; ECHO_CONNS=10
 else
   FANOUT_MEMBERS="${FANOUT_MEMBERS:-1000}"; FANOUT_START=20; FANOUT_PROBE=45; FANOUT_MAX=2000
   CHAT_ROOMS="${CHAT_ROOMS:-1000}"; CHAT_MEMBERS="${CHAT_MEMBERS:-10}"
@@ -68,7 +73,7 @@ else
   HOT_MEMBERS="${HOT_MEMBERS:-1000}"; HOT_START=10; HOT_PROBE=40; HOT_MAX=2000
   ONEROOM_MEMBERS="${ONEROOM_MEMBERS:-10}"; ONEROOM_START=250; ONEROOM_PROBE=500; ONEROOM_MAX=40000
   PRECISION=0.1; STEP_SECS="${BENCH_STEP_SECS:-4}"; GRACE_SECS=3; IDLE_CONNS=10000
-  STORM_CONNS=6000; HTTP_SECS=10; DRAIN_CONNS=5000; USERS=20; LOGINS="${LOGINS:-1000}"
+  STORM_CONNS=6000; HTTP_SECS=10; DRAIN_CONNS=5000; USERS=20; LOGINS="${LOGINS:-1000}"; LOGIN_SETTLE_SECS=3
   PUBLISH_N=300000; ECHO_SECS=5; ECHO_CONNS=200
 fi
 # Hot room: every sender offers this many messages/s, so the number of senders is what ramps.
@@ -248,8 +253,8 @@ start_peer() {
     redis-cli -p "$redis_port" flushall >/dev/null
     redis_env="REDIS_URL=$REDIS_URL"
   fi
-  local unset_malloc=()
-  while IFS= read -r name; do unset_malloc+=(-u "$name"); done < <(env | sed -n 's/^\(MALLOC_[A-Za-z_]*\)=.*/\1/p')
+  local unset_malloc=() variable
+  while IFS= read -r variable; do unset_malloc+=(-u "$variable"); done < <(env | sed -n 's/^\(MALLOC_[A-Za-z_]*\)=.*/\1/p')
   for i in 1 2 3; do
     local port
     port="$(free_port)"
@@ -339,7 +344,7 @@ scenario_args() { # scenario → loadgen mode and options
     chat) search_args "$CHAT_ROOMS" "$CHAT_MEMBERS" 1 "$CHAT_START" "$CHAT_PROBE" "$CHAT_MAX" ;;
     hotroom) search_args 1 "$HOT_MEMBERS" "$HOT_MEMBERS" "$HOT_START" "$HOT_PROBE" "$HOT_MAX" --sender-rate "$HOT_SENDER_RATE" ;;
     oneroom) search_args 1 "$ONEROOM_MEMBERS" "$ONEROOM_MEMBERS" "$ONEROOM_START" "$ONEROOM_PROBE" "$ONEROOM_MAX" --half true ;;
-    logins) echo "logins --logins $LOGINS --concurrency 16" ;;
+    logins) echo "logins --logins $LOGINS --concurrency 16 --settle-secs $LOGIN_SETTLE_SECS" ;;
     idle) echo "idle --connections $IDLE_CONNS" ;;
     storm) echo "storm --connections $STORM_CONNS --concurrency 500" ;;
     http) echo "http --connections $HTTP_CONNS --secs $HTTP_SECS" ;;
@@ -385,12 +390,15 @@ end_unit() { units_done=$((units_done + 1)); estimate_done=$((estimate_done + $(
 
 started_at="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 started_secs=$SECONDS
+run_ceiling=0
 if [ "$scenario" = all ]; then
   selected=(fanout fanout-cluster chat hotroom oneroom logins idle storm http drain)
-elif [ "$scenario" = ceiling ]; then
-  selected=()
+  run_ceiling=1
 else
-  selected=("$scenario")
+  selected=()
+  for name in "${requested[@]}"; do
+    if [ "$name" = ceiling ]; then run_ceiling=1; else selected+=("$name"); fi
+  done
 fi
 
 for name in "${selected[@]}"; do
@@ -459,7 +467,7 @@ else
       for label in $(scenario_peers "$name"); do plan_unit "$name"; done
     done
   done
-  if [ "$scenario" = all ] || [ "$scenario" = ceiling ]; then plan_unit ceiling; fi
+  if [ "$run_ceiling" = 1 ]; then plan_unit ceiling; fi
   log "plan: $units_total runs of a scenario against one peer, estimated $((estimate_total / 60)) min"
   for name in "${selected[@]}"; do
     runs="$(scenario_runs "$name")"
@@ -481,7 +489,7 @@ else
 fi
 
 # --- the ceiling: Redis PUBLISH and a raw WebSocket echo on loopback ----------------------------
-if [ "$scenario" = all ] || [ "$scenario" = ceiling ]; then
+if [ "$run_ceiling" = 1 ]; then
   mkdir -p "$work/results"
   [ "$smoke" = 1 ] || begin_unit ceiling "redis-benchmark PUBLISH and WebSocket echo"
   log "ceiling: redis-benchmark PUBLISH"
@@ -526,7 +534,8 @@ else
       fi
     done
   fi
+  markdown="${BENCH_MARKDOWN:-$root/BENCHMARKS.md}"
   python3 bench/render.py ${base:+--results "$base"} --results "$out/$stamp.json" \
-    --markdown "$root/BENCHMARKS.md" --plots "$root/bench/results"
-  log "wrote $out/$stamp.json and BENCHMARKS.md in $((SECONDS - started_secs)) s"
+    --markdown "$markdown" --plots "$out"
+  log "wrote $out/$stamp.json and $markdown in $((SECONDS - started_secs)) s"
 fi
