@@ -165,6 +165,15 @@ def spread(scenario, peer, name, digits=0):
     return text
 
 
+def per_unit(scenario, peer, count_key, scale):
+    """The servers' CPU seconds of a scenario divided by its count of work done (`scale` 1e6
+    for µs), or None when the run did not record CPU time."""
+    cpu, count = get(scenario, peer, "resources", "server_cpu_secs"), get(scenario, peer, count_key)
+    if not isinstance(cpu, (int, float)) or not count:
+        return None
+    return cpu * scale / count
+
+
 def goal_text(target, reached):
     return f"{target} — " + ("reached" if reached else "**not reached**")
 
@@ -254,6 +263,11 @@ def cluster_section(scenarios, plots_dir, stamp, md_dir):
                 f"{fmt(c.get('delivered_per_sec'))} delivered/s) | {fmt(get(s, 'latency', key), 1)} | "
                 f"{fmt(get(c, 'latency', key), 1)} | {ratio(get(c, 'latency', key), get(s, 'latency', key))} |"
             )
+    lines.append(
+        f"| server CPU µs per delivery at that rate | {fmt(single.get('at_max_cpu_us_per_delivery'), 1)} | "
+        f"{fmt(cluster.get('at_max_cpu_us_per_delivery'), 1)} | "
+        f"{ratio(cluster.get('at_max_cpu_us_per_delivery'), single.get('at_max_cpu_us_per_delivery'))} |"
+    )
     lines.append(
         f"| runs | {single.get('runs', 1)} (median) | {cluster.get('runs', 1)}"
         f"{' (median)' if cluster.get('runs', 1) > 1 else ''} | |"
@@ -434,11 +448,14 @@ def main():
         plain_row("connect storm, 3 instances", "connections accepted/s",
                   get(sc, "roomcast", "accepted_per_sec"), get(sc, "node", "accepted_per_sec"))
         plain_row("connect storm", "failed handshakes", get(sc, "roomcast", "failed"), get(sc, "node", "failed"))
+        plain_row("connect storm", "server CPU ms per accepted connection",
+                  per_unit(sc, "roomcast", "accepted", 1e3), per_unit(sc, "node", "accepted", 1e3), digits=2)
     sc = scenarios.get("http")
     if sc:
         plain_row("HTTP `GET /api/me`, Redis session", "requests/s",
                   get(sc, "roomcast", "requests_per_sec"), get(sc, "node", "requests_per_sec"))
         plain_row("HTTP", "p99 ms", get(sc, "roomcast", "latency", "p99_ms"), get(sc, "node", "latency", "p99_ms"), digits=2)
+        plain_row("HTTP", "server CPU µs per request", per_unit(sc, "roomcast", "ok", 1e6), per_unit(sc, "node", "ok", 1e6), digits=1)
     sc = scenarios.get("drain")
     if sc:
         plain_row("drain 5,000 sockets (SIGTERM)", "s until all reconnected elsewhere",
