@@ -17,11 +17,22 @@ COLORS = {
     "roomcast": "#c0392b", "node": "#2471a3", "roomcast_sqlite": "#d68910",
     "single Redis": "#c0392b", "Redis Cluster": "#7d3c98",
 }
-SEARCHES = (
-    ("fanout", "fan-out, 1 room × 1,000, 10 senders"),
-    ("chat", "chat, 1,000 rooms × 10, 1 sender each"),
-    ("hotroom", "hot room, 1,000 members, senders ramped (1 msg/s each)"),
-)
+SEARCHES = ("fanout", "chat", "hotroom")
+
+
+def search_label(name, scenario):
+    """What a search measured, from the sizes its results record."""
+    first = next((get(scenario, peer) for peer in (*PEERS, "roomcast_sqlite") if get(scenario, peer, "sockets")), {})
+    rooms, members, senders = first.get("rooms"), first.get("members_per_room"), first.get("senders")
+    if name == "fanout":
+        return f"fan-out, {fmt(rooms)} room × {fmt(members)}, {fmt(senders)} senders"
+    if name == "chat":
+        return f"chat, {fmt(rooms)} rooms × {fmt(members)}, 1 sender each"
+    if name == "hotroom":
+        return f"hot room, {fmt(members)} members, senders ramped ({fmt(first.get('sender_rate'))} msg/s each)"
+    if name == "oneroom":
+        return f"one room, {fmt(members)} members, every one sending"
+    return name
 
 
 def get(data, *path):
@@ -236,7 +247,7 @@ def cluster_section(scenarios, plots_dir, stamp, md_dir):
     lines = [
         "## fan-out: single Redis vs Redis Cluster (roomcast)",
         "",
-        "The same fan-out search (1 room × 1,000 members, 10 senders, 3 instances) on one Redis and on "
+        f"The same search ({search_label('fanout', {'roomcast': cluster})}, 3 instances) on one Redis and on "
         "a 6-node Redis Cluster (3 masters + 3 replicas, sharded Pub/Sub) on the same machine.",
         "",
         "| metric | single Redis | Redis Cluster | cluster / single |",
@@ -291,10 +302,11 @@ def cluster_section(scenarios, plots_dir, stamp, md_dir):
 def search_rows(scenarios, row, notes):
     """The throughput searches: median (spread) of the maximum, its latency and its CPU per
     delivery, and the CPU per delivery at the same offered load for both peers."""
-    for name, label in SEARCHES:
+    for name in SEARCHES:
         sc = scenarios.get(name)
         if not sc:
             continue
+        label = search_label(name, sc)
         for peer in PEERS:
             if error_of(sc, peer):
                 notes.append(f"- {label}: {peer} failed: `{error_of(sc, peer)}`")
@@ -308,7 +320,8 @@ def search_rows(scenarios, row, notes):
         if name == "fanout":
             goal = goal_text("≥ 5×", ours is not None and theirs not in (None, 0) and ours / theirs >= 5)
         runs = max(get(sc, "roomcast", "runs") or 1, get(sc, "node", "runs") or 1)
-        row(label, f"max sustained delivered msg/s (p99 ≤ 100 ms, ≥ 99.9 %); median (min–max) of {runs} run{'s' if runs > 1 else ''}",
+        row(label, "max sustained delivered msg/s (p99 ≤ 100 ms, ≥ 99.9 %); "
+            + (f"median (min–max) of {runs} runs" if runs > 1 else "1 run"),
             spread(sc, "roomcast", "max_delivered_per_sec"), spread(sc, "node", "max_delivered_per_sec"),
             ratio(ours, theirs), goal)
         row(label, "messages/s sent at that rate",
@@ -435,7 +448,8 @@ def main():
     if sc:
         ours, theirs = get(sc, "roomcast", "rss_per_connection_kib"), get(sc, "node", "rss_per_connection_kib")
         reached = ours is not None and theirs not in (None, 0) and ours <= theirs / 4
-        plain_row("idle memory, 10,000 sockets on one instance", "RSS per connection, KiB", ours, theirs,
+        plain_row(f"idle memory, {fmt(get(sc, 'roomcast', 'connections') or get(sc, 'node', 'connections'))} sockets on one instance",
+                  "RSS per connection, KiB", ours, theirs,
                   goal_text("≤ 1/4", reached), 1)
         c_ours, c_theirs = get(sc, "roomcast", "connected"), get(sc, "node", "connected")
         plain_row("idle memory", "sockets held by one instance", c_ours, c_theirs,
@@ -458,7 +472,8 @@ def main():
         plain_row("HTTP", "server CPU µs per request", per_unit(sc, "roomcast", "ok", 1e6), per_unit(sc, "node", "ok", 1e6), digits=1)
     sc = scenarios.get("drain")
     if sc:
-        plain_row("drain 5,000 sockets (SIGTERM)", "s until all reconnected elsewhere",
+        plain_row(f"drain {fmt(get(sc, 'roomcast', 'connections') or get(sc, 'node', 'connections'))} sockets (SIGTERM)",
+                  "s until all reconnected elsewhere",
                   get(sc, "roomcast", "all_reconnected_secs"), get(sc, "node", "all_reconnected_secs"), digits=2)
         plain_row("drain", "s until the process exited",
                   get(sc, "roomcast", "process_exit_secs"), get(sc, "node", "process_exit_secs"), digits=2)
@@ -483,15 +498,11 @@ def main():
 
     plots = []
     os.makedirs(args.plots, exist_ok=True)
-    plot_specs = (
-        ("fanout", "fan-out: 1 room, 1,000 members, 3 instances", PEERS),
-        ("chat", "chat: 1,000 rooms of 10, 3 instances", PEERS),
-        ("hotroom", "hot room: 1,000 members, senders ramped, 3 instances", PEERS),
-        ("oneroom", "one room: few members, every one sending, 3 instances", ("roomcast", "roomcast_sqlite", "node")),
-    )
-    for name, title, peers in plot_specs:
+    plot_specs = (("fanout", PEERS), ("chat", PEERS), ("hotroom", PEERS), ("oneroom", ("roomcast", "roomcast_sqlite", "node")))
+    for name, peers in plot_specs:
         if name not in scenarios:
             continue
+        title = search_label(name, scenarios[name]) + ", 3 instances"
         path = os.path.join(args.plots, f"{stamp}-{name}.svg")
         if svg_plot(title + " (median run of each)", ramp_series(scenarios[name], peers), path):
             plots.append((title, os.path.relpath(path, md_dir)))
