@@ -378,11 +378,13 @@ def one_room_section(scenarios):
          goal_text("≥ 5,000 (roomcast, both databases)", reached))
     line("delivered/s at that rate", [spread(sc, p, "max_delivered_per_sec") for p, _ in columns])
     line("p50 / p99 ms at that rate", [f"{fmt(median(sc, p, 'at_max_p50_ms'), 1)} / {fmt(median(sc, p, 'at_max_p99_ms'), 1)}" for p, _ in columns])
-    half_ok = all((median(sc, p, "half_ack_p99_ms") or math.inf) <= 100 for p in ("roomcast", "roomcast_sqlite") if p in sc)
+    # The target's latency half holds at 2,500 msg/s: the step at half the max only shows it
+    # when the max reached 5,000.
+    half_ok = reached and all((median(sc, p, "half_ack_p99_ms") or math.inf) <= 100 for p in ("roomcast", "roomcast_sqlite") if p in sc)
     line("send→ack p50 / p99 ms at half the max",
          [f"{fmt(median(sc, p, 'half_ack_p50_ms'), 1)} / {fmt(median(sc, p, 'half_ack_p99_ms'), 1)} "
           f"(at {fmt(median(sc, p, 'half_messages_per_sec'))} msg/s)" for p, _ in columns],
-         goal_text("p99 ≤ 100 ms", half_ok))
+         goal_text("p99 ≤ 100 ms at ≥ 2,500 msg/s", half_ok))
     line("server CPU µs per delivery at the max", [spread(sc, p, "at_max_cpu_us_per_delivery", 1) for p, _ in columns])
     offered = next((get(sc, p, "probe", "send_rate") for p, _ in columns if get(sc, p, "probe")), None)
     if offered:
