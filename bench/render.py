@@ -558,11 +558,21 @@ def main():
         "- A rate is *sustained* when, over one step (a few seconds at that offered rate), the p99 "
         "delivery latency is ≤ 100 ms and ≥ 99.9 % of the expected deliveries arrived (within a few "
         "seconds' grace). A step that fails is run a second time before it counts as failed.",
-        f"- Search: {settings.get('search') or 'a fixed grid of rates (older run)'}. The maximum is the "
-        "highest rate sustained; the true one lies below the lowest rate that failed.",
-        "- Fan-out and chat are searched 3 times per peer, the peers' runs alternating, and shown as the "
-        "median with the spread (min–max) over the runs; hot room, one room and the Redis Cluster fan-out "
-        "once per peer (a full run stays within about 35 minutes on 2 cores; BENCH_*_RUNS raise it).",
+        *(
+            [
+                f"- Search: {settings['search']}. The maximum is the highest rate sustained; the true one "
+                "lies below the lowest rate that failed.",
+                "- Fan-out and chat are searched 3 times per peer, the peers' runs alternating, and shown as the "
+                "median with the spread (min–max) over the runs; hot room, one room and the Redis Cluster fan-out "
+                "once per peer (a full run stays within about 35 minutes on 2 cores; BENCH_*_RUNS raise it).",
+            ]
+            if settings.get("search")
+            else [
+                "- **This run predates the search**: its maxima come from a fixed ×1.5 grid of rates, so "
+                "they are the highest grid point sustained, up to a third below the true maximum, and it "
+                "recorded server CPU as cores in use, not per delivery (shown as —). `./bench/run.sh` replaces it."
+            ]
+        ),
         "- Server CPU per delivery: utime + stime of all 3 instances from `/proc/<pid>/stat` (in the "
         f"kernel's clock ticks, {fmt(settings.get('clock_ticks_per_sec'))} per second here) over the step "
         "and its grace period, divided by the deliveries counted in it. Each search also runs one "
