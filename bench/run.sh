@@ -15,7 +15,7 @@
 # bench/results), BENCH_MARKDOWN (the report; default BENCHMARKS.md);
 # BENCH_FANOUT_RUNS / BENCH_CHAT_RUNS (3 each), BENCH_HOT_RUNS / BENCH_ONEROOM_RUNS /
 # BENCH_CLUSTER_RUNS (1 each): how often a maximum is searched, peers alternating;
-# BENCH_STEP_SECS (4): seconds one offered rate is held. Sizes can be overridden for a short
+# BENCH_STEP_SECS (3): seconds one offered rate is held. Sizes can be overridden for a short
 # trial run: FANOUT_MEMBERS, CHAT_ROOMS, CHAT_MEMBERS, HOT_MEMBERS, ONEROOM_MEMBERS, LOGINS.
 #
 # Maxima are searched, not stepped: from a start rate the offered messages/s doubles until a
@@ -72,7 +72,7 @@ else
   CHAT_START=250; CHAT_PROBE=600; CHAT_MAX=20000
   HOT_MEMBERS="${HOT_MEMBERS:-1000}"; HOT_START=10; HOT_PROBE=40; HOT_MAX=2000
   ONEROOM_MEMBERS="${ONEROOM_MEMBERS:-10}"; ONEROOM_START=250; ONEROOM_PROBE=500; ONEROOM_MAX=40000
-  PRECISION=0.1; STEP_SECS="${BENCH_STEP_SECS:-4}"; GRACE_SECS=3; IDLE_CONNS=10000
+  PRECISION=0.1; STEP_SECS="${BENCH_STEP_SECS:-3}"; GRACE_SECS=3; IDLE_CONNS=10000
   STORM_CONNS=6000; HTTP_SECS=10; DRAIN_CONNS=5000; USERS=20; LOGINS="${LOGINS:-1000}"; LOGIN_SETTLE_SECS=3
   PUBLISH_N=300000; ECHO_SECS=5; ECHO_CONNS=200
 fi
@@ -353,10 +353,11 @@ scenario_args() { # scenario → loadgen mode and options
 }
 
 # Estimated seconds of one scenario run for one peer, for the ETA: instance start, socket
-# setup, and about 10 judged steps (a failed one runs twice) for a search.
+# setup, and about 12 steps for a search (8-10 rates judged, a failed one runs twice; trial
+# runs on the shared 2-core machine took 11-16).
 step_estimate=$((STEP_SECS + 2))
 unit_estimate() {
-  local search=$((10 * step_estimate))
+  local search=$((12 * step_estimate))
   [ "$smoke" = 1 ] && search=$((4 * step_estimate))
   case "$1" in
     fanout | fanout-cluster | hotroom) echo $((15 + search)) ;;
