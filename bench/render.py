@@ -132,11 +132,15 @@ def svg_plot(title, series, path):
 
 
 def step_points(steps):
-    """(delivered/s, p99, p50) of every step, in order of load: a search's steps go up and
+    """(delivered/s, p99, p50) of the step that decided each offered rate (the last one run
+    at it, so a retry replaces its first try), in order of load: a search's steps go up and
     down, the plot's line goes left to right."""
+    deciding = {}
+    for s in steps or []:
+        deciding[s.get("send_rate")] = s
     return sorted(
         (s.get("delivered_per_sec") or 0, get(s, "latency", "p99_ms"), get(s, "latency", "p50_ms"))
-        for s in steps or []
+        for s in deciding.values()
     )
 
 
