@@ -7,6 +7,7 @@ import glob
 import json
 import os
 import platform
+import statistics
 import subprocess
 
 
@@ -42,6 +43,13 @@ def memory_gib():
     return None
 
 
+def clock_ticks():
+    try:
+        return os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        return None
+
+
 def node_packages(lock_path):
     """Pinned versions of the Node peer's direct dependencies."""
     try:
@@ -54,6 +62,47 @@ def node_packages(lock_path):
         name: data["packages"].get(f"node_modules/{name}", {}).get("version")
         for name in sorted(root.get("dependencies", {}))
     }
+
+
+# Figures of a throughput search summarised over its runs: (name, path into one run's result).
+SEARCH_FIGURES = (
+    ("max_delivered_per_sec", ("max_sustained_delivered_per_sec",)),
+    ("max_messages_per_sec", ("max_sustained_messages_per_sec",)),
+    ("max_send_rate", ("max_sustained_send_rate",)),
+    ("at_max_p50_ms", ("at_max_p50_ms",)),
+    ("at_max_p99_ms", ("at_max_p99_ms",)),
+    ("at_max_cpu_us_per_delivery", ("at_max_cpu_us_per_delivery",)),
+    ("probe_cpu_us_per_delivery", ("probe", "resources", "cpu_us_per_delivery")),
+    ("probe_delivered_per_sec", ("probe", "delivered_per_sec")),
+    ("probe_p99_ms", ("probe", "latency", "p99_ms")),
+    ("half_ack_p50_ms", ("at_half", "ack_latency", "p50_ms")),
+    ("half_ack_p99_ms", ("at_half", "ack_latency", "p99_ms")),
+    ("half_messages_per_sec", ("at_half", "messages_per_sec")),
+)
+
+
+def dig(data, path):
+    for key in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data if isinstance(data, (int, float)) and not isinstance(data, bool) else None
+
+
+def summarize(runs):
+    """Median (the lower middle one for an even count, so always a measured run's figure),
+    min and max of every search figure over the runs that produced it."""
+    summary = {}
+    for name, path in SEARCH_FIGURES:
+        values = [value for value in (dig(run, path) for run in runs) if value is not None]
+        if values:
+            summary[name] = {
+                "median": statistics.median_low(values),
+                "min": min(values),
+                "max": max(values),
+                "runs": values,
+            }
+    return summary
 
 
 def main():
@@ -81,25 +130,28 @@ def main():
             value = {"error": f"unreadable result: {err}"}
         scenarios.setdefault(scenario, {})[peer] = value
 
-    # Repeated ramps (`<scenario>-<peer>.r<n>.json`): the peer's figure is the run with the
-    # median maximum; every run's maximum is kept next to it.
+    # Repeated searches (`<scenario>-<peer>.r<n>.json`): the peer's figures are those of the
+    # run with the median maximum (its steps are shown); every run's figures are kept in
+    # `summary` as median and spread.
     for scenario, peers in scenarios.items():
         repeated = {}
         for key in [key for key in peers if ".r" in key]:
             peer, _, _ = key.partition(".r")
             repeated.setdefault(peer, []).append(peers.pop(key))
         for peer, runs in repeated.items():
-            def maximum(run):
-                return run.get("max_sustained_delivered_per_sec") or 0
-
-            ordered = sorted(runs, key=maximum)
+            ordered = sorted(runs, key=lambda run: run.get("max_sustained_delivered_per_sec") or 0)
             chosen = dict(ordered[(len(ordered) - 1) // 2])
             chosen["runs"] = len(runs)
             chosen["runs_max_sustained_delivered_per_sec"] = [
                 run.get("max_sustained_delivered_per_sec") for run in runs
             ]
             chosen["runs_errors"] = [run["error"] for run in runs if "error" in run]
+            chosen["summary"] = summarize(runs)
             peers[peer] = chosen
+        for peer, value in peers.items():
+            if isinstance(value, dict) and "steps" in value and "summary" not in value:
+                value["runs"] = 1
+                value["summary"] = summarize([value])
 
     git_rev = command_output("git", "-C", here, "rev-parse", "--short", "HEAD")
     results = {
@@ -125,9 +177,11 @@ def main():
         },
         "settings": {
             "instances_per_peer": 3,
+            "clock_ticks_per_sec": clock_ticks(),
             "roomcast_env": "MESSAGE_RATE_PER_SEC=1000000 MESSAGE_RATE_BURST=1000000 "
             "CONNECTION_RATE_PER_IP=1000000 CONNECTION_BURST_PER_IP=1000000 MAX_CONNECTIONS=30000 "
-            "SHUTDOWN_TIMEOUT_SECS=10 RUST_LOG=warn, release build",
+            "SHUTDOWN_TIMEOUT_SECS=10 RUST_LOG=warn, release build run as a plain binary "
+            "(no MALLOC_* variables)",
             "node_env": "NODE_ENV=production MESSAGE_RATE_PER_SEC=1000000",
             "postgresql": "fsync=off full_page_writes=off max_connections=200 (as in the test harness)",
             "redis": "--save '' --appendonly no",
@@ -137,6 +191,10 @@ def main():
         },
         "scenarios": scenarios,
     }
+    results["settings"]["search"] = (
+        "offered rate doubled from a start rate until a step fails, then bisected (geometric "
+        "midpoint) until the bracket is narrower than 10 %; a failed step runs twice before it counts"
+    )
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as out:
         json.dump(results, out, indent=2, sort_keys=False)

@@ -3,14 +3,27 @@
 # this machine, in one run: the same Redis, the same PostgreSQL, 3 instances of each.
 #
 #   ./bench/run.sh            every scenario; writes bench/results/<date>.json and BENCHMARKS.md
-#   ./bench/run.sh fanout     one scenario (fanout|fanout-cluster|chat|idle|storm|http|drain|
-#                             ceiling); the results file holds only that scenario, BENCHMARKS.md
-#                             is rendered from it merged over the newest full run's results
+#   ./bench/run.sh fanout     one scenario (fanout|fanout-cluster|chat|hotroom|oneroom|logins|idle|
+#                             storm|http|drain|ceiling) or several (fanout,oneroom); the results
+#                             file holds only those, BENCHMARKS.md is rendered from it merged over
+#                             the newest full run's results
 #   ./bench/run.sh smoke      tiny sizes, seconds; writes into a temp dir only (the test command
 #                             runs it so the bench cannot rot); also BENCH_SMOKE=1
 #
 # Environment: CARGO_TARGET_DIR (build cache), ROOMCAST_BIN (a prebuilt server binary; default
-# a fresh `cargo build --release`), BENCH_OUT (where results go; default bench/results).
+# a fresh `cargo build --release`), BENCH_OUT (where results and plots go; default
+# bench/results), BENCH_MARKDOWN (the report; default BENCHMARKS.md);
+# BENCH_FANOUT_RUNS / BENCH_CHAT_RUNS (3 each), BENCH_HOT_RUNS / BENCH_ONEROOM_RUNS /
+# BENCH_CLUSTER_RUNS (1 each): how often a maximum is searched, peers alternating;
+# BENCH_STEP_SECS (3): seconds one offered rate is held. Sizes can be overridden for a short
+# trial run: FANOUT_MEMBERS, CHAT_ROOMS, CHAT_MEMBERS, HOT_MEMBERS, ONEROOM_MEMBERS, LOGINS.
+#
+# Maxima are searched, not stepped: from a start rate the offered messages/s doubles until a
+# step fails (p99 > 100 ms or < 99.9 % delivered; a failed step is run a second time before it
+# counts), then the bracket is bisected until it is narrower than 10 %. Every throughput step
+# reports the servers' CPU time per delivered message (utime + stime from /proc, in the
+# kernel's clock ticks); one "probe" step offers the same load to both peers for that figure.
+# A full run takes about 30-35 minutes on 2 cores; the script prints an ETA as it goes.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,10 +32,13 @@ cd "$root"
 scenario="${1:-all}"
 smoke="${BENCH_SMOKE:-0}"
 if [ "$scenario" = smoke ]; then smoke=1; scenario=all; fi
-case "$scenario" in
-  all | fanout | fanout-cluster | chat | idle | storm | http | drain | ceiling) ;;
-  *) echo "unknown scenario: $scenario (all|fanout|fanout-cluster|chat|idle|storm|http|drain|ceiling|smoke)" >&2; exit 2 ;;
-esac
+IFS=, read -ra requested <<<"$scenario"
+for name in "${requested[@]}"; do
+  case "$name" in
+    all | fanout | fanout-cluster | chat | hotroom | oneroom | logins | idle | storm | http | drain | ceiling) ;;
+    *) echo "unknown scenario: $name (all|fanout|fanout-cluster|chat|hotroom|oneroom|logins|idle|storm|http|drain|ceiling|smoke, or a comma-separated list)" >&2; exit 2 ;;
+  esac
+done
 
 for tool in curl python3 redis-server redis-cli redis-benchmark node npm; do
   command -v "$tool" >/dev/null 2>&1 || { echo "bench: $tool is required" >&2; exit 2; }
@@ -40,21 +56,35 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 30000 ]; then
 fi
 
 # --- sizes -----------------------------------------------------------------------------------
+# Ramps: *_START is the first offered rate (messages/s, all rooms together), *_PROBE the equal
+# load both peers are offered for CPU per delivery, *_MAX a cap on the search.
 if [ "$smoke" = 1 ]; then
-  FANOUT_MEMBERS=20; FANOUT_RATES=5,10; CHAT_ROOMS=5; CHAT_MEMBERS=4; CHAT_RATES=10,20
-  STEP_SECS=1; GRACE_SECS=2; IDLE_CONNS=50; STORM_CONNS=60; HTTP_SECS=1; DRAIN_CONNS=30
-  USERS=4; PUBLISH_N=2000; ECHO_SECS=1; ECHO_CONNS=10
+  # One probe step and one search step (start = cap) per search: it runs, not how far.
+  FANOUT_MEMBERS=20; FANOUT_START=10; FANOUT_PROBE=5; FANOUT_MAX=10
+  CHAT_ROOMS=5; CHAT_MEMBERS=4; CHAT_START=20; CHAT_PROBE=10; CHAT_MAX=20
+  HOT_MEMBERS=20; HOT_START=8; HOT_PROBE=4; HOT_MAX=8
+  ONEROOM_MEMBERS=4; ONEROOM_START=40; ONEROOM_PROBE=20; ONEROOM_MAX=40
+  PRECISION=1; STEP_SECS=1; GRACE_SECS=2; IDLE_CONNS=50; STORM_CONNS=60; HTTP_SECS=1; DRAIN_CONNS=30
+  USERS=4; LOGINS=6; LOGIN_SETTLE_SECS=0.5; PUBLISH_N=2000; ECHO_SECS=1; ECHO_CONNS=10
 else
-  FANOUT_MEMBERS=1000; FANOUT_RATES=5,8,12,18,27,40,60,90,135,200,300,450,680; CHAT_ROOMS=1000; CHAT_MEMBERS=10
-  CHAT_RATES=100,150,225,340,500,750,1100,1700,2500,3800; STEP_SECS=5; GRACE_SECS=3; IDLE_CONNS=10000
-  STORM_CONNS=6000; HTTP_SECS=10; DRAIN_CONNS=5000; USERS=20; PUBLISH_N=300000; ECHO_SECS=5
-  ECHO_CONNS=200
+  FANOUT_MEMBERS="${FANOUT_MEMBERS:-1000}"; FANOUT_START=20; FANOUT_PROBE=45; FANOUT_MAX=2000
+  CHAT_ROOMS="${CHAT_ROOMS:-1000}"; CHAT_MEMBERS="${CHAT_MEMBERS:-10}"
+  CHAT_START=250; CHAT_PROBE=600; CHAT_MAX=20000
+  HOT_MEMBERS="${HOT_MEMBERS:-1000}"; HOT_START=10; HOT_PROBE=40; HOT_MAX=2000
+  ONEROOM_MEMBERS="${ONEROOM_MEMBERS:-10}"; ONEROOM_START=250; ONEROOM_PROBE=500; ONEROOM_MAX=40000
+  PRECISION=0.1; STEP_SECS="${BENCH_STEP_SECS:-3}"; GRACE_SECS=3; IDLE_CONNS=10000
+  STORM_CONNS=6000; HTTP_SECS=10; DRAIN_CONNS=5000; USERS=20; LOGINS="${LOGINS:-1000}"; LOGIN_SETTLE_SECS=3
+  PUBLISH_N=300000; ECHO_SECS=5; ECHO_CONNS=200
 fi
+# Hot room: every sender offers this many messages/s, so the number of senders is what ramps.
+HOT_SENDER_RATE=1
 HTTP_CONNS=48
 FANOUT_RUNS="${BENCH_FANOUT_RUNS:-3}"
-# The Redis Cluster ramp runs once: a second and third run would take the full run past 15 min.
-CLUSTER_RUNS="${BENCH_CLUSTER_RUNS:-1}"
 CHAT_RUNS="${BENCH_CHAT_RUNS:-3}"
+# The other searches run once each, so that a full run stays within about 35 minutes.
+CLUSTER_RUNS="${BENCH_CLUSTER_RUNS:-1}"
+HOT_RUNS="${BENCH_HOT_RUNS:-1}"
+ONEROOM_RUNS="${BENCH_ONEROOM_RUNS:-1}"
 
 # --- scratch space and cleanup -----------------------------------------------------------------
 work="$(mktemp -d "${TMPDIR:-/tmp}/roomcast-bench.XXXXXX")"
@@ -203,10 +233,19 @@ session_secret="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 encryption_key="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 
 # --- instances ----------------------------------------------------------------------------------
-# Sets TARGETS (comma-separated base URLs) and SERVER_PIDS for 3 fresh instances of $1;
-# `start_peer roomcast cluster` runs roomcast on the Redis Cluster instead of the single Redis.
+# Sets TARGETS (comma-separated base URLs) and SERVER_PIDS for 3 fresh instances of a peer label:
+# roomcast | roomcast_sqlite (the 3 instances share one fresh SQLite file) | node; backend
+# `cluster` runs roomcast on the Redis Cluster instead of the single Redis. roomcast runs as a
+# plain binary: no MALLOC_* tuning from the caller's environment reaches it.
 start_peer() {
-  local peer="$1" backend="${2:-single}" ports=() server_pids=() i redis_env
+  local label="$1" backend="${2:-single}" ports=() server_pids=() i redis_env peer database_url
+  peer="${label%%_*}"
+  database_url="postgres://postgres@127.0.0.1:$pg_port/roomcast"
+  if [ "$label" = roomcast_sqlite ]; then
+    local sqlite_dir
+    sqlite_dir="$(mktemp -d "$work/sqlite.XXXXXX")"
+    database_url="sqlite://$sqlite_dir/roomcast.db"
+  fi
   if [ "$backend" = cluster ]; then
     flush_redis_cluster
     redis_env="REDIS_CLUSTER_NODES=$CLUSTER_NODES"
@@ -214,24 +253,26 @@ start_peer() {
     redis-cli -p "$redis_port" flushall >/dev/null
     redis_env="REDIS_URL=$REDIS_URL"
   fi
+  local unset_malloc=() variable
+  while IFS= read -r variable; do unset_malloc+=(-u "$variable"); done < <(env | sed -n 's/^\(MALLOC_[A-Za-z_]*\)=.*/\1/p')
   for i in 1 2 3; do
     local port
     port="$(free_port)"
     ports+=("$port")
     if [ "$peer" = roomcast ]; then
-      env -u REDIS_URL PORT="$port" INSTANCE_ID="rc-$i" "$redis_env" \
-        DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/roomcast" \
+      env -u REDIS_URL "${unset_malloc[@]}" PORT="$port" INSTANCE_ID="rc-$i" "$redis_env" \
+        DATABASE_URL="$database_url" \
         SESSION_SECRET="$session_secret" SESSION_ENCRYPTION_KEY="$encryption_key" \
         MESSAGE_RATE_PER_SEC=1000000 MESSAGE_RATE_BURST=1000000 \
         CONNECTION_RATE_PER_IP=1000000 CONNECTION_BURST_PER_IP=1000000 MAX_CONNECTIONS=30000 \
         SHUTDOWN_TIMEOUT_SECS=10 RUST_LOG=warn \
-        "$ROOMCAST_BIN" >>"$work/$peer-$i.log" 2>&1 &
+        "$ROOMCAST_BIN" >>"$work/$label-$i.log" 2>&1 &
     else
       env PORT="$port" INSTANCE_ID="node-$i" REDIS_URL="$REDIS_URL" NODE_ENV=production \
         DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/nodepeer" \
         SESSION_SECRET="$session_secret" SESSION_ENCRYPTION_KEY="$encryption_key" \
         MESSAGE_RATE_PER_SEC=1000000 SESSION_COOKIE_NAME=peer.sid \
-        node bench/peers/node/server.mjs >>"$work/$peer-$i.log" 2>&1 &
+        node bench/peers/node/server.mjs >>"$work/$label-$i.log" 2>&1 &
     fi
     server_pids+=($!)
     pids+=($!)
@@ -255,28 +296,55 @@ stop_peer() {
 }
 
 # Runs the load generator for one scenario against one peer; its JSON goes to
-# $work/results/<scenario>-<peer>.json (an {"error": …} object when it fails).
-run_loadgen() { # scenario peer mode args…
-  local name="$1" peer="$2" mode="$3"
+# $work/results/<scenario>-<label>.json (an {"error": …} object when it fails). Its progress
+# lines (each step of a search) are shown as they come; everything else goes to its log.
+run_loadgen() { # scenario label mode args…
+  local name="$1" label="$2" mode="$3"
   shift 3
-  local file="$work/results/$name-$peer.json"
+  local file="$work/results/$name-$label.json" logf="$work/loadgen-$name-$label.log"
   mkdir -p "$work/results"
-  log "$name: $peer"
   if "$loadgen" "$mode" --targets "$TARGETS" --pids "$SERVER_PIDS" --cookie-name "$COOKIE_NAME" \
-    --users "$USERS" "$@" >"$file" 2>>"$work/loadgen-$name-$peer.log"; then
-    log "$name: $peer: $(head -c 400 "$file")"
+    --users "$USERS" "$@" >"$file" 2> >(tee -a "$logf" | while IFS= read -r line; do
+      case "$line" in progress:*) log "  $name $label: ${line#progress: }" ;; esac
+    done); then
+    log "$name: $label: done: $(summary_of "$file")"
   else
+    sleep 0.2
     local reason
-    reason="$(tail -n 3 "$work/loadgen-$name-$peer.log" | tr '\n"' ' ' | cut -c1-400)"
+    reason="$(grep -v '^ramp step\|^progress:' "$logf" | tail -n 3 | tr '\n"' ' ' | cut -c1-400)"
     printf '{"error": "%s"}\n' "$reason" >"$file"
-    log "$name: $peer FAILED: $reason"
+    log "$name: $label FAILED: $reason"
   fi
+}
+
+# One line of a scenario's result for the progress log.
+summary_of() {
+  python3 - "$1" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+keys = ("max_sustained_messages_per_sec", "max_sustained_delivered_per_sec", "at_max_p99_ms",
+        "at_max_cpu_us_per_delivery", "bracket", "rss_per_connection_kib", "accepted_per_sec",
+        "requests_per_sec", "all_reconnected_secs", "lost", "rss_before_mib", "rss_after_mib")
+print(", ".join(f"{k}={r[k]}" for k in keys if k in r) or json.dumps(r)[:300])
+PY
+}
+
+# Loadgen options of a throughput search: members, senders, start/probe/max rates.
+search_args() { # rooms members senders_per_room start probe max [extra…]
+  local rooms="$1" members="$2" senders="$3" start="$4" probe="$5" max="$6"
+  shift 6
+  echo "ramp --rooms $rooms --members $members --senders-per-room $senders --start-rate $start" \
+    "--probe-rate $probe --max-rate $max --precision $PRECISION --step-secs $STEP_SECS" \
+    "--grace-secs $GRACE_SECS $*"
 }
 
 scenario_args() { # scenario → loadgen mode and options
   case "$1" in
-    fanout | fanout-cluster) echo "ramp --rooms 1 --members $FANOUT_MEMBERS --senders-per-room 10 --rates $FANOUT_RATES --step-secs $STEP_SECS --grace-secs $GRACE_SECS" ;;
-    chat) echo "ramp --rooms $CHAT_ROOMS --members $CHAT_MEMBERS --senders-per-room 1 --rates $CHAT_RATES --step-secs $STEP_SECS --grace-secs $GRACE_SECS" ;;
+    fanout | fanout-cluster) search_args 1 "$FANOUT_MEMBERS" 10 "$FANOUT_START" "$FANOUT_PROBE" "$FANOUT_MAX" ;;
+    chat) search_args "$CHAT_ROOMS" "$CHAT_MEMBERS" 1 "$CHAT_START" "$CHAT_PROBE" "$CHAT_MAX" ;;
+    hotroom) search_args 1 "$HOT_MEMBERS" "$HOT_MEMBERS" "$HOT_START" "$HOT_PROBE" "$HOT_MAX" --sender-rate "$HOT_SENDER_RATE" ;;
+    oneroom) search_args 1 "$ONEROOM_MEMBERS" "$ONEROOM_MEMBERS" "$ONEROOM_START" "$ONEROOM_PROBE" "$ONEROOM_MAX" --half true ;;
+    logins) echo "logins --logins $LOGINS --concurrency 16 --settle-secs $LOGIN_SETTLE_SECS" ;;
     idle) echo "idle --connections $IDLE_CONNS" ;;
     storm) echo "storm --connections $STORM_CONNS --concurrency 500" ;;
     http) echo "http --connections $HTTP_CONNS --secs $HTTP_SECS" ;;
@@ -284,37 +352,99 @@ scenario_args() { # scenario → loadgen mode and options
   esac
 }
 
+# Estimated seconds of one scenario run for one peer, for the ETA: instance start, socket
+# setup, and about 12 steps for a search (8-10 rates judged, a failed one runs twice; trial
+# runs on the shared 2-core machine took 11-16).
+step_estimate=$((STEP_SECS + 2))
+unit_estimate() {
+  local search=$((12 * step_estimate))
+  [ "$smoke" = 1 ] && search=$((4 * step_estimate))
+  case "$1" in
+    fanout | fanout-cluster | hotroom) echo $((15 + search)) ;;
+    chat) echo $((15 + CHAT_ROOMS * CHAT_MEMBERS / 300 + search)) ;;
+    oneroom) echo $((8 + search)) ;;
+    logins) echo $((10 + LOGINS / 15)) ;;
+    idle) echo $((10 + IDLE_CONNS / 300)) ;;
+    storm) echo $((10 + STORM_CONNS / 500)) ;;
+    http) echo $((10 + HTTP_SECS)) ;;
+    drain) echo $((15 + DRAIN_CONNS / 500)) ;;
+    ceiling) echo $((5 + ECHO_SECS + PUBLISH_N / 30000)) ;;
+  esac
+}
+
+# Progress: units (one scenario run of one peer) planned, their estimated seconds, and what is
+# done; the ETA scales the remaining estimate by how fast the finished units went.
+units_total=0
+units_done=0
+estimate_total=0
+estimate_done=0
+plan_unit() { units_total=$((units_total + 1)); estimate_total=$((estimate_total + $(unit_estimate "$1"))); }
+begin_unit() { # scenario label
+  local elapsed=$((SECONDS - started_secs)) remaining=$((estimate_total - estimate_done)) eta
+  if [ "$estimate_done" -gt 0 ] && [ "$elapsed" -gt 0 ]; then
+    remaining=$((remaining * elapsed / estimate_done))
+  fi
+  eta="$(date -u -d "@$(($(date +%s) + remaining))" +%H:%M:%S)"
+  log "[$((units_done + 1))/$units_total] $1: $2 · $((elapsed / 60))m$((elapsed % 60))s elapsed, ETA $eta UTC (about $(((remaining + 59) / 60)) min left)"
+}
+end_unit() { units_done=$((units_done + 1)); estimate_done=$((estimate_done + $(unit_estimate "$1"))); }
+
 started_at="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 started_secs=$SECONDS
+run_ceiling=0
 if [ "$scenario" = all ]; then
-  selected=(fanout fanout-cluster chat idle storm http drain)
-elif [ "$scenario" = ceiling ]; then
-  selected=()
+  selected=(fanout fanout-cluster chat hotroom oneroom logins idle storm http drain)
+  run_ceiling=1
 else
-  selected=("$scenario")
+  selected=()
+  for name in "${requested[@]}"; do
+    if [ "$name" = ceiling ]; then run_ceiling=1; else selected+=("$name"); fi
+  done
 fi
 
 for name in "${selected[@]}"; do
   if [ "$name" = fanout-cluster ]; then start_redis_cluster; fi
 done
 
-# The peers a scenario runs: the Node peer's Redis adapter has no cluster mode worth measuring,
-# so the Redis Cluster scenario is roomcast's alone (side by side with its single-Redis fan-out).
+# The peers (labels) a scenario runs: the Node peer's Redis adapter has no cluster mode worth
+# measuring, so the Redis Cluster scenario is roomcast's alone (side by side with its
+# single-Redis fan-out); one room runs roomcast on PostgreSQL and on SQLite.
 scenario_peers() {
-  if [ "$1" = fanout-cluster ]; then echo roomcast; else echo roomcast node; fi
+  case "$1" in
+    fanout-cluster) echo roomcast ;;
+    oneroom) echo roomcast roomcast_sqlite node ;;
+    *) echo roomcast node ;;
+  esac
 }
 scenario_backend() {
   if [ "$1" = fanout-cluster ]; then echo cluster; else echo single; fi
 }
+scenario_runs() {
+  case "$1" in
+    fanout) echo "$FANOUT_RUNS" ;;
+    chat) echo "$CHAT_RUNS" ;;
+    fanout-cluster) echo "$CLUSTER_RUNS" ;;
+    hotroom) echo "$HOT_RUNS" ;;
+    oneroom) echo "$ONEROOM_RUNS" ;;
+    *) echo 1 ;;
+  esac
+}
 
 if [ "$smoke" = 1 ]; then
   # Smoke: one set of instances per peer for every scenario (drain, which kills one, is last);
-  # the Redis Cluster scenario gets its own roomcast instances.
+  # the Redis Cluster and SQLite runs get their own roomcast instances.
   for name in "${selected[@]}"; do
-    if [ "$name" = fanout-cluster ]; then
-      start_peer roomcast cluster
+    for label in $(scenario_peers "$name"); do plan_unit "$name"; done
+  done
+  for name in "${selected[@]}"; do
+    if [ "$name" = fanout-cluster ] || [ "$name" = oneroom ]; then
+      label=roomcast_sqlite
+      [ "$name" = fanout-cluster ] && label=roomcast
+      start_peer "$label" "$(scenario_backend "$name")"
+      begin_unit "$name" "$label"
       # shellcheck disable=SC2046
-      run_loadgen "$name" roomcast $(scenario_args "$name")
+      run_loadgen "$name" "$label" $(scenario_args "$name")
+      end_unit "$name"
       stop_peer
     fi
   done
@@ -322,36 +452,47 @@ if [ "$smoke" = 1 ]; then
     start_peer "$peer"
     for name in "${selected[@]}"; do
       [ "$name" = fanout-cluster ] && continue
+      begin_unit "$name" "$peer"
       # shellcheck disable=SC2046
       run_loadgen "$name" "$peer" $(scenario_args "$name")
+      end_unit "$name"
     done
     stop_peer
   done
 else
   # Fresh instances for every scenario and peer, so no scenario inherits another's heap.
-  # The ramps are repeated with the peers alternating, so that a busy moment of the shared
-  # machine does not decide the comparison; the report takes each peer's median run.
+  # The searches are repeated with the peers alternating, so that a busy moment of the shared
+  # machine does not decide the comparison; the report shows each peer's median and spread.
   for name in "${selected[@]}"; do
-    runs=1
-    [ "$name" = fanout ] && runs="$FANOUT_RUNS"
-    [ "$name" = chat ] && runs="$CHAT_RUNS"
-    [ "$name" = fanout-cluster ] && runs="$CLUSTER_RUNS"
+    for run in $(seq 1 "$(scenario_runs "$name")"); do
+      for label in $(scenario_peers "$name"); do plan_unit "$name"; done
+    done
+  done
+  if [ "$run_ceiling" = 1 ]; then plan_unit ceiling; fi
+  log "plan: $units_total runs of a scenario against one peer, estimated $((estimate_total / 60)) min"
+  for name in "${selected[@]}"; do
+    runs="$(scenario_runs "$name")"
     for run in $(seq 1 "$runs"); do
       for peer in $(scenario_peers "$name"); do
-        start_peer "$peer" "$(scenario_backend "$name")"
         label="$peer"
         [ "$runs" -gt 1 ] && label="$peer.r$run"
+        suffix=""
+        [ "$runs" -gt 1 ] && suffix=" (run $run of $runs)"
+        begin_unit "$name" "$label$suffix"
+        start_peer "$peer" "$(scenario_backend "$name")"
         # shellcheck disable=SC2046
         run_loadgen "$name" "$label" $(scenario_args "$name")
         stop_peer
+        end_unit "$name"
       done
     done
   done
 fi
 
 # --- the ceiling: Redis PUBLISH and a raw WebSocket echo on loopback ----------------------------
-if [ "$scenario" = all ] || [ "$scenario" = ceiling ]; then
+if [ "$run_ceiling" = 1 ]; then
   mkdir -p "$work/results"
+  [ "$smoke" = 1 ] || begin_unit ceiling "redis-benchmark PUBLISH and WebSocket echo"
   log "ceiling: redis-benchmark PUBLISH"
   publish_csv="$(redis-benchmark -p "$redis_port" -q -n "$PUBLISH_N" -c 50 --csv PUBLISH bench hello | tail -n 1)"
   printf '{"command": "redis-benchmark -q -n %s -c 50 --csv PUBLISH bench hello", "csv": "%s"}\n' \
@@ -394,7 +535,8 @@ else
       fi
     done
   fi
+  markdown="${BENCH_MARKDOWN:-$root/BENCHMARKS.md}"
   python3 bench/render.py ${base:+--results "$base"} --results "$out/$stamp.json" \
-    --markdown "$root/BENCHMARKS.md" --plots "$root/bench/results"
-  log "wrote $out/$stamp.json and BENCHMARKS.md in $((SECONDS - started_secs)) s"
+    --markdown "$markdown" --plots "$out"
+  log "wrote $out/$stamp.json and $markdown in $((SECONDS - started_secs)) s"
 fi

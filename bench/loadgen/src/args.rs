@@ -3,10 +3,12 @@
 use std::collections::HashMap;
 
 /// Printed with every argument error.
-pub const USAGE: &str = "usage: loadgen <ramp|idle|storm|drain|http|echo-server|echo> [--key value]…\n\
+pub const USAGE: &str = "usage: loadgen <ramp|idle|storm|drain|logins|http|echo-server|echo> [--key value]…\n\
   common: --targets http://h:p,… --pids 1,2,3 --cookie-name roomcast.sid --users 20\n\
-  ramp:   --rooms 1 --members 1000 --senders-per-room 10 --rates 5,10,20 --step-secs 5\n\
-          --grace-secs 3 --p99-limit-ms 100 --min-delivery 0.999\n\
+  ramp:   --rooms 1 --members 1000 --senders-per-room 10 --start-rate 10 --max-rate 1000\n\
+          --factor 2 --precision 0.07 --probe-rate 45 --half true --sender-rate 1\n\
+          --step-secs 5 --grace-secs 3 --p99-limit-ms 100 --min-delivery 0.999 --max-steps 24\n\
+  logins: --logins 1000 --concurrency 16 --settle-secs 3\n\
   idle/storm/drain: --connections N --concurrency 256\n\
   http/echo: --connections N --secs D; echo-server: --port P";
 

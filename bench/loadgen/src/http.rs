@@ -183,6 +183,17 @@ pub async fn login(
             String::from_utf8_lossy(&registered.body)
         ));
     }
+    login_existing(base, cookie_name, username, password).await
+}
+
+/// Logs an existing user in; returns the `name=value` session cookie.
+pub async fn login_existing(
+    base: &str,
+    cookie_name: &str,
+    username: &str,
+    password: &str,
+) -> Result<String, String> {
+    let body = serde_json::json!({ "username": username, "password": password }).to_string();
     let logged_in = request(base, "POST", "/api/auth/login", None, Some(&body))
         .await
         .map_err(|err| format!("login {username}: {err}"))?;

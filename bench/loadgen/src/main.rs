@@ -3,7 +3,8 @@
 //! over the server instances, and prints one JSON result on stdout; progress goes to stderr.
 //!
 //! ```text
-//! loadgen ramp  --targets http://a,http://b --rooms 1 --members 1000 --rates 5,10,20
+//! loadgen ramp  --targets http://a,http://b --rooms 1 --members 1000 --start-rate 10
+//! loadgen logins --targets http://a,http://b --pids 123 --logins 1000
 //! loadgen idle  --targets http://a --pids 123 --connections 10000
 //! loadgen storm --targets http://a,http://b --connections 6000
 //! loadgen drain --targets http://a,http://b --pids 123 --connections 5000
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
             "idle" => scenarios::idle(&args).await,
             "storm" => scenarios::storm(&args).await,
             "drain" => scenarios::drain(&args).await,
+            "logins" => scenarios::logins(&args).await,
             "http" => scenarios::http_me(&args).await,
             "echo-server" => echo::serve(&args).await,
             "echo" => echo::drive(&args).await,

@@ -135,21 +135,237 @@ fn split_failures(results: Vec<Result<Session, String>>) -> (Vec<Session>, u64, 
     (sessions, failed, first_error)
 }
 
-/// Fan-out and chat: `rooms` rooms of `members` sockets, senders ramped through `rates`
-/// (messages sent per second, all rooms together) until the p99 exceeds the limit or the
-/// delivery ratio falls below the minimum.
+/// What one step of a ramp is for: the equal-load probe, the coarse bracket, the bisection
+/// inside it, or the step at half the maximum (latency with headroom).
+#[derive(Clone, Copy)]
+enum Phase {
+    Probe,
+    Coarse,
+    Bisect,
+    Half,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Probe => "probe",
+            Phase::Coarse => "coarse",
+            Phase::Bisect => "bisect",
+            Phase::Half => "half",
+        }
+    }
+}
+
+/// The sockets of a ramp and what every step needs to offer load and judge it.
+struct Ramp {
+    running: Vec<Running>,
+    /// `(socket index, room)` of every possible sender, rooms interleaved.
+    senders: Vec<(usize, Arc<str>)>,
+    seq: Vec<u32>,
+    members: usize,
+    pids: Vec<u32>,
+    step_secs: f64,
+    grace_secs: f64,
+    p99_limit_ms: f64,
+    min_delivery: f64,
+    /// Messages per second one sender offers; `None`: every sender sends, sharing the rate.
+    sender_rate: Option<f64>,
+    steps: Vec<Value>,
+}
+
+impl Ramp {
+    /// How many senders a rate uses: all of them, or (hot room) as many as the per-sender
+    /// rate needs, so that the sender count is what ramps.
+    fn active_senders(&self, rate: f64) -> usize {
+        match self.sender_rate {
+            Some(per_sender) if per_sender > 0.0 => {
+                ((rate / per_sender).ceil() as usize).clamp(1, self.senders.len())
+            }
+            _ => self.senders.len(),
+        }
+    }
+
+    /// Offers `rate` messages/s for one step and judges it; a failed step is run once more
+    /// before it counts as failed (one scheduling hiccup of the shared machine should not
+    /// decide a bisection). Returns whether the rate is sustained and the last step's figures.
+    async fn judge(&mut self, rate: f64, phase: Phase) -> (bool, Value) {
+        let first = self.step(rate, phase, false).await;
+        if first["passed"] == true {
+            return (true, first);
+        }
+        let second = self.step(rate, phase, true).await;
+        (second["passed"] == true, second)
+    }
+
+    async fn step(&mut self, rate: f64, phase: Phase, is_retry: bool) -> Value {
+        let step = self.steps.len() as u32 + 1;
+        for conn in &self.running {
+            if let Ok(mut stats) = conn.stats.lock() {
+                *stats = RecvStats {
+                    step,
+                    ..RecvStats::default()
+                };
+            }
+        }
+        let active = self.active_senders(rate);
+        let window = ProcWindow::start(&self.pids);
+        let start = Instant::now();
+        let duration = Duration::from_secs_f64(self.step_secs);
+        let mut sent: u64 = 0;
+        let mut next_sender = 0usize;
+        let mut ticker = tokio::time::interval(Duration::from_millis(2));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        while start.elapsed() < duration {
+            ticker.tick().await;
+            let due = (rate * start.elapsed().as_secs_f64().min(self.step_secs)) as u64;
+            while sent < due {
+                let (index, room) = &self.senders[next_sender];
+                let command = Cmd::Send {
+                    room: room.clone(),
+                    step,
+                    sender: next_sender as u32,
+                    seq: self.seq[next_sender],
+                };
+                self.seq[next_sender] += 1;
+                let _ = self.running[*index].commands.send(command);
+                next_sender = (next_sender + 1) % active;
+                sent += 1;
+            }
+        }
+        let expected = sent * self.members as u64;
+        let grace_deadline = Instant::now() + Duration::from_secs_f64(self.grace_secs);
+        while Instant::now() < grace_deadline {
+            let received: u64 = self
+                .running
+                .iter()
+                .map(|conn| conn.stats.lock().map(|s| s.seen.len() as u64).unwrap_or(0))
+                .sum();
+            if received >= expected {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut latencies = Vec::new();
+        let mut ack_latencies = Vec::new();
+        let (mut received, mut duplicates, mut late, mut acks_ok, mut acks_err) = (0, 0, 0, 0, 0);
+        let mut ack_error = None;
+        for conn in &self.running {
+            if let Ok(mut stats) = conn.stats.lock() {
+                received += stats.seen.len() as u64;
+                latencies.append(&mut stats.latencies_us);
+                ack_latencies.append(&mut stats.ack_latencies_us);
+                duplicates += stats.duplicates;
+                late += stats.late;
+                acks_ok += stats.acks_ok;
+                acks_err += stats.acks_err;
+                if ack_error.is_none() {
+                    ack_error = stats.last_error.take();
+                }
+                stats.step = 0;
+            }
+        }
+        let resources = window.finish_per_delivery(received);
+        let latency = stats::latency_summary(&mut latencies);
+        let delivery = if expected == 0 {
+            1.0
+        } else {
+            received as f64 / expected as f64
+        };
+        let passed = stats::p99_ms(&latency) <= self.p99_limit_ms && delivery >= self.min_delivery;
+        let elapsed = self.step_secs.max(1e-3);
+        let result = json!({
+            "phase": phase.name(),
+            "send_rate": round2(rate),
+            "offered_deliveries_per_sec": round2(rate * self.members as f64),
+            "active_senders": active,
+            "sent": sent,
+            "acks_ok": acks_ok,
+            "acks_error": acks_err,
+            "ack_error_sample": ack_error,
+            "expected_deliveries": expected,
+            "delivered": received,
+            "delivered_per_sec": round2(received as f64 / elapsed),
+            "messages_per_sec": round2(sent as f64 / elapsed),
+            "delivery_ratio": (delivery * 100000.0).round() / 100000.0,
+            "duplicates": duplicates,
+            "late_from_previous_step": late,
+            "latency": latency,
+            "ack_latency": stats::latency_summary(&mut ack_latencies),
+            "resources": resources,
+            "retry": is_retry,
+            "passed": passed,
+        });
+        eprintln!("ramp step {step}: {result}");
+        eprintln!(
+            "progress: step {step} {} {:.1} msg/s ({} senders): {} delivered/s, p99 {} ms, {:.2} % delivered, {} µs CPU/delivery: {}",
+            phase.name(),
+            rate,
+            active,
+            result["delivered_per_sec"],
+            result["latency"]["p99_ms"],
+            delivery * 100.0,
+            result["resources"]["cpu_us_per_delivery"],
+            if passed {
+                "sustained"
+            } else if is_retry {
+                "not sustained"
+            } else {
+                "not sustained, retrying"
+            },
+        );
+        self.steps.push(result.clone());
+        self.settle(passed).await;
+        result
+    }
+
+    /// Lets stragglers of a step arrive before the next one (they count as late, not as its
+    /// own): after a failed step the servers may hold a backlog, so wait until nothing has
+    /// arrived for 300 ms (at most 5 s).
+    async fn settle(&self, passed: bool) {
+        if passed {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let arrived = || -> u64 {
+            self.running
+                .iter()
+                .map(|conn| conn.stats.lock().map(|s| s.late).unwrap_or(0))
+                .sum()
+        };
+        let mut last = arrived();
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let now = arrived();
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+    }
+}
+
+/// Fan-out, chat, hot room and one room: `rooms` rooms of `members` sockets; the sustained
+/// rate (p99 ≤ the limit and ≥ the minimum delivered) is bracketed by multiplying the
+/// offered messages/s by `factor` from `start-rate` until a step fails (or `max-rate` passes),
+/// then bisected (geometric midpoint) until the bracket is narrower than `precision`.
+/// Optionally one step at `probe-rate` first (the same offered load for every peer, for CPU
+/// per delivery) and one at half the maximum found (latency with headroom).
 pub async fn ramp(args: &Args) -> Result<Value, String> {
     let common = Common::prepare(args).await?;
     let rooms: usize = args.number("rooms", 1)?;
     let members: usize = args.number("members", 1000)?;
     let senders_per_room: usize = args.number("senders-per-room", 10)?;
-    let rates: Vec<f64> = args.list("rates")?;
-    let step_secs: f64 = args.number("step-secs", 5.0)?;
-    let grace_secs: f64 = args.number("grace-secs", 3.0)?;
-    let p99_limit_ms: f64 = args.number("p99-limit-ms", 100.0)?;
-    let min_delivery: f64 = args.number("min-delivery", 0.999)?;
-    if rates.is_empty() {
-        return Err("--rates is required".into());
+    let start_rate: f64 = args.number("start-rate", 10.0)?;
+    let max_rate: f64 = args.number("max-rate", f64::INFINITY)?;
+    let factor: f64 = args.number("factor", 2.0)?;
+    let precision: f64 = args.number("precision", 0.07)?;
+    let max_steps: usize = args.number("max-steps", 24)?;
+    let probe_rate: f64 = args.number("probe-rate", 0.0)?;
+    let half: bool = args.string("half", "false") == "true";
+    let sender_rate: f64 = args.number("sender-rate", 0.0)?;
+    if !(start_rate > 0.0 && factor > 1.0 && precision > 0.0 && max_rate >= start_rate) {
+        return Err("need start-rate > 0, factor > 1, precision > 0, max-rate ≥ start-rate".into());
     }
     let clock = Instant::now();
     let plans = (0..rooms * members)
@@ -161,7 +377,10 @@ pub async fn ramp(args: &Args) -> Result<Value, String> {
             )
         })
         .collect();
-    eprintln!("ramp: opening {} sockets in {rooms} rooms", rooms * members);
+    eprintln!(
+        "progress: opening {} sockets in {rooms} room(s)",
+        rooms * members
+    );
     let (results, setup) = open_many(plans, common.concurrency).await;
     let (sessions, failed, first_error) = split_failures(results);
     if failed > 0 {
@@ -180,141 +399,81 @@ pub async fn ramp(args: &Args) -> Result<Value, String> {
         .flat_map(|k| (0..rooms).map(move |room| (room * members + k, room)))
         .map(|(index, room)| (index, Arc::from(format!("bench-{room}"))))
         .collect();
+    let mut ramp = Ramp {
+        running,
+        seq: vec![0; senders.len()],
+        senders,
+        members,
+        pids: common.pids.clone(),
+        step_secs: args.number("step-secs", 5.0)?,
+        grace_secs: args.number("grace-secs", 3.0)?,
+        p99_limit_ms: args.number("p99-limit-ms", 100.0)?,
+        min_delivery: args.number("min-delivery", 0.999)?,
+        sender_rate: (sender_rate > 0.0).then_some(sender_rate),
+        steps: Vec::new(),
+    };
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let mut steps = Vec::new();
-    let mut best: Option<Value> = None;
-    let mut seq = vec![0u32; senders.len()];
-    // A step that fails is run once more before the ramp stops: on a shared machine one
-    // scheduling hiccup should not end the ramp for either peer.
-    let mut plan: std::collections::VecDeque<(f64, bool)> =
-        rates.iter().map(|&rate| (rate, false)).collect();
-    let mut step_index = 0usize;
-    while let Some((rate, is_retry)) = plan.pop_front() {
-        step_index += 1;
-        let step = step_index as u32;
-        for conn in &running {
-            if let Ok(mut stats) = conn.stats.lock() {
-                *stats = RecvStats {
-                    step,
-                    ..RecvStats::default()
-                };
-            }
-        }
-        let window = ProcWindow::start(&common.pids);
-        let start = Instant::now();
-        let duration = Duration::from_secs_f64(step_secs);
-        let mut sent: u64 = 0;
-        let mut next_sender = 0usize;
-        let mut ticker = tokio::time::interval(Duration::from_millis(2));
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        while start.elapsed() < duration {
-            ticker.tick().await;
-            let due = (rate * start.elapsed().as_secs_f64().min(step_secs)) as u64;
-            while sent < due {
-                let (index, room) = &senders[next_sender];
-                let command = Cmd::Send {
-                    room: room.clone(),
-                    step,
-                    sender: next_sender as u32,
-                    seq: seq[next_sender],
-                };
-                seq[next_sender] += 1;
-                let _ = running[*index].commands.send(command);
-                next_sender = (next_sender + 1) % senders.len();
-                sent += 1;
-            }
-        }
-        let expected = sent * members as u64;
-        let grace_deadline = Instant::now() + Duration::from_secs_f64(grace_secs);
-        let mut received = 0;
-        while Instant::now() < grace_deadline {
-            received = running
-                .iter()
-                .map(|conn| conn.stats.lock().map(|s| s.seen.len() as u64).unwrap_or(0))
-                .sum();
-            if received >= expected {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let resources = window.finish();
-        let mut latencies = Vec::with_capacity(received as usize);
-        let mut ack_latencies = Vec::new();
-        let (mut duplicates, mut late, mut acks_ok, mut acks_err) = (0, 0, 0, 0);
-        let mut ack_error = None;
-        received = 0;
-        for conn in &running {
-            if let Ok(mut stats) = conn.stats.lock() {
-                received += stats.seen.len() as u64;
-                latencies.append(&mut stats.latencies_us);
-                ack_latencies.append(&mut stats.ack_latencies_us);
-                duplicates += stats.duplicates;
-                late += stats.late;
-                acks_ok += stats.acks_ok;
-                acks_err += stats.acks_err;
-                if ack_error.is_none() {
-                    ack_error = stats.last_error.take();
-                }
-                stats.step = 0;
-            }
-        }
-        let latency = stats::latency_summary(&mut latencies);
-        let delivery = if expected == 0 {
-            1.0
-        } else {
-            received as f64 / expected as f64
+    let probe = if probe_rate > 0.0 {
+        Some(ramp.judge(probe_rate, Phase::Probe).await.1)
+    } else {
+        None
+    };
+    // `low`: the highest rate sustained (and its step); `high`: the lowest rate not sustained.
+    let mut low: Option<(f64, Value)> = None;
+    let mut high: Option<f64> = None;
+    let mut judged = 0usize;
+    while judged < max_steps {
+        let (rate, phase) = match (&low, high) {
+            (Some((l, _)), Some(h)) if h / l <= 1.0 + precision => break,
+            (Some((l, _)), Some(h)) => ((l * h).sqrt(), Phase::Bisect),
+            (Some((l, _)), None) if *l >= max_rate => break,
+            (Some((l, _)), None) => ((l * factor).min(max_rate), Phase::Coarse),
+            // Nothing sustained yet: go down until something is, but not forever.
+            (None, Some(h)) if h <= start_rate / factor.powi(4) => break,
+            (None, Some(h)) => (h / factor, Phase::Coarse),
+            (None, None) => (start_rate, Phase::Coarse),
         };
-        let passed = stats::p99_ms(&latency) <= p99_limit_ms && delivery >= min_delivery;
-        let result = json!({
-            "send_rate": rate,
-            "sent": sent,
-            "acks_ok": acks_ok,
-            "acks_error": acks_err,
-            "ack_error_sample": ack_error,
-            "expected_deliveries": expected,
-            "delivered": received,
-            "delivered_per_sec": round2(received as f64 / step_secs),
-            "delivery_ratio": (delivery * 100000.0).round() / 100000.0,
-            "duplicates": duplicates,
-            "late_from_previous_step": late,
-            "latency": latency,
-            "ack_latency": stats::latency_summary(&mut ack_latencies),
-            "resources": resources,
-            "retry": is_retry,
-            "passed": passed,
-        });
-        eprintln!("ramp step {step}: {result}");
-        steps.push(result.clone());
-        if !passed {
-            if is_retry {
-                break;
-            }
-            plan.push_front((rate, true));
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            continue;
+        judged += 1;
+        let (passed, result) = ramp.judge(rate, phase).await;
+        if passed {
+            low = Some((rate, result));
+        } else {
+            high = Some(rate);
         }
-        best = Some(result);
-        // Let stragglers of this step arrive (they count as late, not as this step's).
-        tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    close_all(running).await;
-    let max = best.as_ref();
+    let at_half = match (&low, half) {
+        (Some((l, _)), true) => Some(ramp.judge(l / 2.0, Phase::Half).await.1),
+        _ => None,
+    };
+    let steps = std::mem::take(&mut ramp.steps);
+    close_all(ramp.running).await;
+    let max = low.as_ref().map(|(_, step)| step);
     Ok(json!({
         "rooms": rooms,
         "members_per_room": members,
         "sockets": rooms * members,
-        "senders": senders.len(),
+        "senders": ramp.senders.len(),
+        "sender_rate": ramp.sender_rate,
         "users": common.cookies.len(),
         "setup_secs": round2(setup.as_secs_f64()),
-        "step_secs": step_secs,
-        "p99_limit_ms": p99_limit_ms,
-        "min_delivery": min_delivery,
+        "step_secs": ramp.step_secs,
+        "p99_limit_ms": ramp.p99_limit_ms,
+        "min_delivery": ramp.min_delivery,
+        "start_rate": start_rate,
+        "max_rate": if max_rate.is_finite() { json!(max_rate) } else { Value::Null },
+        "precision": precision,
+        "bracket": [low.as_ref().map(|(l, _)| round2(*l)), high.map(round2)],
         "max_sustained_delivered_per_sec": max.map(|s| s["delivered_per_sec"].clone()),
         "max_sustained_send_rate": max.map(|s| s["send_rate"].clone()),
+        "max_sustained_messages_per_sec": max.map(|s| s["messages_per_sec"].clone()),
         "at_max_p50_ms": max.map(|s| s["latency"]["p50_ms"].clone()),
         "at_max_p99_ms": max.map(|s| s["latency"]["p99_ms"].clone()),
-        "limit_reached": steps.last().is_some_and(|s| s["passed"] == false),
+        "at_max_cpu_us_per_delivery": max.map(|s| s["resources"]["cpu_us_per_delivery"].clone()),
+        "at_max_server_cpu_cores": max.map(|s| s["resources"]["server_cpu_cores"].clone()),
+        "limit_reached": high.is_some(),
+        "probe": probe,
+        "at_half": at_half,
         "steps": steps,
     }))
 }
@@ -596,5 +755,97 @@ pub async fn http_me(args: &Args) -> Result<Value, String> {
         "requests_per_sec": round2(ok as f64 / elapsed),
         "latency": stats::latency_summary(&mut latencies),
         "resources": window.finish(),
+    }))
+}
+
+/// Memory after logins: `logins` password logins (spread over `--users` users, registered
+/// first through another instance when there is one) against the first target, at most
+/// `concurrency` at once; RSS of the first `--pids` process before, at its peak during, and
+/// `settle-secs` after them. Password hashing is the allocation that matters here.
+pub async fn logins(args: &Args) -> Result<Value, String> {
+    let targets = args.targets()?;
+    let pid = *args
+        .list::<u32>("pids")?
+        .first()
+        .ok_or("--pids is required")?;
+    let users: usize = args.number("users", 20)?;
+    let logins: usize = args.number("logins", 1000)?;
+    let concurrency: usize = args.number("concurrency", 16)?;
+    let settle_secs: f64 = args.number("settle-secs", 3.0)?;
+    let cookie_name = args.string("cookie-name", "roomcast.sid");
+    let prefix = args.string("user-prefix", "bench");
+    let target = targets[0].clone();
+    let register_at = targets.last().cloned().unwrap_or_else(|| target.clone());
+    for index in 0..users {
+        crate::http::login(
+            &register_at,
+            &cookie_name,
+            &format!("{prefix}_{index}"),
+            PASSWORD,
+        )
+        .await?;
+    }
+    tokio::time::sleep(Duration::from_secs_f64(settle_secs)).await;
+    let before = stats::rss_kib(pid).ok_or("server process not found")?;
+    let gate = Arc::new(Semaphore::new(concurrency.max(1)));
+    let failed = Arc::new(AtomicU64::new(0));
+    let first_error = Arc::new(Mutex::new(None::<String>));
+    let window = ProcWindow::start(&[pid]);
+    let start = Instant::now();
+    let tasks: Vec<JoinHandle<()>> = (0..logins)
+        .map(|index| {
+            let (gate, failed, first_error) = (gate.clone(), failed.clone(), first_error.clone());
+            let (target, cookie_name) = (target.clone(), cookie_name.clone());
+            let username = format!("{prefix}_{}", index % users.max(1));
+            tokio::spawn(async move {
+                let Ok(_permit) = gate.acquire_owned().await else {
+                    return;
+                };
+                let outcome =
+                    crate::http::login_existing(&target, &cookie_name, &username, PASSWORD).await;
+                if let Err(err) = outcome {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(mut first) = first_error.lock() {
+                        first.get_or_insert(err);
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut peak = before;
+    let mut pending = tasks;
+    while !pending.is_empty() {
+        if let Some(rss) = stats::rss_kib(pid) {
+            peak = peak.max(rss);
+        }
+        pending.retain(|task| !task.is_finished());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = start.elapsed();
+    let resources = window.finish();
+    let right_after = stats::rss_kib(pid).ok_or("server process exited")?;
+    tokio::time::sleep(Duration::from_secs_f64(settle_secs)).await;
+    let after = stats::rss_kib(pid).ok_or("server process exited")?;
+    let failed = failed.load(Ordering::Relaxed);
+    if failed as usize == logins {
+        let error = first_error.lock().ok().and_then(|mut first| first.take());
+        return Err(format!("every login failed: {}", error.unwrap_or_default()));
+    }
+    let mib = |kib: u64| round2(kib as f64 / 1024.0);
+    Ok(json!({
+        "logins": logins,
+        "users": users,
+        "concurrency": concurrency,
+        "failed": failed,
+        "first_error": first_error.lock().ok().and_then(|mut first| first.take()),
+        "secs": round2(took.as_secs_f64()),
+        "logins_per_sec": round2((logins as u64 - failed) as f64 / took.as_secs_f64().max(1e-3)),
+        "rss_before_mib": mib(before),
+        "rss_peak_mib": mib(peak),
+        "rss_right_after_mib": mib(right_after),
+        "rss_after_mib": mib(after),
+        "rss_growth_mib": round2((after as f64 - before as f64) / 1024.0),
+        "settle_secs": settle_secs,
+        "resources": resources,
     }))
 }

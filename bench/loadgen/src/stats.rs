@@ -1,5 +1,6 @@
 //! Latency summaries and server resource samples (RSS and CPU time from `/proc`).
 
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use serde_json::{Value, json};
@@ -40,7 +41,19 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-/// User + system CPU time of `pid` in clock ticks (100 per second on Linux).
+/// Clock ticks per second of the `utime`/`stime` fields of `/proc/<pid>/stat`, as the kernel
+/// reports it (`sysconf(_SC_CLK_TCK)`): usually 100, but a constant would silently scale
+/// every CPU figure on a kernel built otherwise.
+pub fn clock_ticks_per_sec() -> f64 {
+    static TICKS: OnceLock<f64> = OnceLock::new();
+    *TICKS.get_or_init(|| {
+        // SAFETY: sysconf only reads a system constant; it has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        if ticks > 0 { ticks as f64 } else { 100.0 }
+    })
+}
+
+/// User + system CPU time of `pid` in clock ticks ([`clock_ticks_per_sec`] per second).
 pub fn cpu_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces; fields are counted after its closing parenthesis.
@@ -82,19 +95,41 @@ impl ProcWindow {
         }
     }
 
-    /// CPU used since the start (in cores, summed over the servers) and the current RSS.
-    pub fn finish(&self) -> Value {
-        let wall = self.start.elapsed().as_secs_f64().max(1e-3);
-        let cpu: f64 = self
+    /// CPU seconds (user + system) the servers used since the start, summed over them.
+    pub fn cpu_secs(&self) -> f64 {
+        let ticks: u64 = self
             .pids
             .iter()
             .zip(&self.ticks)
-            .map(|(&pid, &before)| {
-                cpu_ticks(pid).unwrap_or(before).saturating_sub(before) as f64 / 100.0
-            })
+            .map(|(&pid, &before)| cpu_ticks(pid).unwrap_or(before).saturating_sub(before))
             .sum();
+        ticks as f64 / clock_ticks_per_sec()
+    }
+
+    /// CPU used since the start (in cores and in seconds, summed over the servers) and the
+    /// current RSS.
+    pub fn finish(&self) -> Value {
+        let wall = self.start.elapsed().as_secs_f64().max(1e-3);
+        let cpu = self.cpu_secs();
         let rss: u64 = self.pids.iter().filter_map(|&pid| rss_kib(pid)).sum();
-        json!({ "server_cpu_cores": round2(cpu / wall), "server_rss_mib": round2(rss as f64 / 1024.0) })
+        json!({
+            "server_cpu_cores": round2(cpu / wall),
+            "server_cpu_secs": round2(cpu),
+            "server_rss_mib": round2(rss as f64 / 1024.0),
+        })
+    }
+
+    /// [`finish`](Self::finish) plus the servers' CPU time per delivered message, in µs: the
+    /// cost of a delivery, which the load generator's own limit on this machine does not cap.
+    pub fn finish_per_delivery(&self, delivered: u64) -> Value {
+        let mut value = self.finish();
+        let per = if delivered == 0 {
+            Value::Null
+        } else {
+            json!(round2(self.cpu_secs() * 1e6 / delivered as f64))
+        };
+        value["cpu_us_per_delivery"] = per;
+        value
     }
 }
 
