@@ -28,11 +28,15 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     && rm -rf src target/release/.fingerprint/roomcast-* target/release/deps/roomcast-* \
        target/release/deps/libroomcast-* target/release/roomcast*
 
-# The real sources. Static assets (src/web) and migrations are embedded in the binary.
+# The real sources. Static assets (src/web) and migrations are embedded in the binary. The
+# image has no git checkout, so the commit `roomcast --version` prints comes in as a build
+# argument (docker build --build-arg ROOMCAST_COMMIT=$(git rev-parse --short=12 HEAD) .).
+ARG ROOMCAST_COMMIT=unknown
+COPY build.rs ./
 COPY src ./src
 COPY migrations ./migrations
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    cargo build --release --locked \
+    ROOMCAST_COMMIT="$ROOMCAST_COMMIT" cargo build --release --locked \
     && install -m 0755 target/release/roomcast /usr/local/bin/roomcast
 
 # --- runtime -------------------------------------------------------------------------------
