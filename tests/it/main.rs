@@ -16,6 +16,7 @@ mod identity;
 mod process;
 mod recovery;
 mod redis_cluster;
+mod sequencer;
 mod toolkit_breakers;
 mod toolkit_jobs;
 mod toolkit_registry;
