@@ -265,7 +265,7 @@ async fn append_postgres(
            FROM next_id, next_seq, batch \
            RETURNING id, seq \
          ) \
-         SELECT MAX(id) AS id, MAX(seq) AS seq, COUNT(*) AS rows FROM inserted"
+         SELECT MAX(id) AS id, MAX(seq) AS seq, COUNT(*) AS stored FROM inserted"
     );
     let mut query = sqlx::query(&sql)
         .bind(room.as_str())
@@ -280,7 +280,7 @@ async fn append_postgres(
             .bind(message.text.as_str());
     }
     let row = query.fetch_one(pool).await?;
-    let rows: i64 = row.try_get("rows")?;
+    let rows: i64 = row.try_get("stored")?;
     if rows != count {
         return Err(sqlx::Error::Protocol(format!(
             "the append stored {rows} of {count} messages"
