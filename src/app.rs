@@ -39,11 +39,12 @@ use crate::metrics::Metrics;
 use crate::realtime::broadcast::{Realtime, SocketIoBroadcast};
 use crate::realtime::presence::{PRESENCE_INTERVAL, Presence, PresenceNotifier, PresenceRegistry};
 use crate::realtime::rate_limit::{LocalMessageLimit, MessageRateLimiter};
+use crate::realtime::room_sequencer::RoomSequencers;
 use crate::session::encrypted_store::EncryptedStore;
 use crate::session::memory_store::ExpiringMemoryStore;
 use crate::session::{self, SharedStore};
 use crate::shutdown::{Deadline, DrainPlan, DrainReport, DrainState};
-use crate::state::{AppState, AppStateInner, HttpState, RoomLocks};
+use crate::state::{AppState, AppStateInner, HttpState};
 use crate::storage::{Database, StorageError};
 use crate::{http, realtime};
 
@@ -349,7 +350,7 @@ impl App {
             metrics,
             drain: DrainState::default(),
             session_connections: Arc::default(),
-            room_locks: RoomLocks::default(),
+            sequencers: RoomSequencers::default(),
             started: Instant::now(),
             started_at: OffsetDateTime::now_utc(),
             advertised_address: std::sync::OnceLock::new(),
@@ -475,7 +476,11 @@ impl App {
         let socket_budget = plan.timeout / 2;
         let sockets = match tokio::time::timeout(
             socket_budget,
-            realtime.drain_local(plan, state.session_connections.clone()),
+            realtime.drain_local(
+                plan,
+                state.session_connections.clone(),
+                Box::pin(state.sequencers.flush()),
+            ),
         )
         .await
         {

@@ -5,9 +5,8 @@
 //! `AppState` through socketioxide's `State` extractor and the `SocketIo<A>` from their own
 //! extractor, so neither side depends on the other's construction order.
 
-use std::collections::HashMap;
 use std::ops::Deref;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::FromRef;
@@ -22,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::realtime::broadcast::Realtime;
 use crate::realtime::presence::{Presence, PresenceNotifier};
 use crate::realtime::rate_limit::MessageRateLimiter;
+use crate::realtime::room_sequencer::RoomSequencers;
 use crate::session::SharedStore;
 use crate::shutdown::DrainState;
 use crate::storage::Database;
@@ -74,8 +74,9 @@ pub struct AppStateInner {
     pub drain: DrainState,
     /// Which connections each Engine.IO session used, so the drain can close them.
     pub session_connections: Arc<crate::listener::SessionConnections>,
-    /// Per-room locks that keep id order equal to broadcast order.
-    pub room_locks: RoomLocks,
+    /// One sequencer per room with traffic: batches a room's messages into one store and
+    /// publishes them in seq order.
+    pub sequencers: RoomSequencers,
     /// Monotonic start, for uptime.
     pub started: Instant,
     /// Wall-clock start, for `/health`.
@@ -104,31 +105,6 @@ impl FromRef<HttpState> for AppState {
 impl FromRef<HttpState> for Realtime {
     fn from_ref(state: &HttpState) -> Self {
         state.realtime.clone()
-    }
-}
-
-/// One async mutex per active room, created on demand and dropped when unused.
-///
-/// Persisting a message allocates its id; broadcasting it delivers it. Holding the room's lock
-/// across both makes this instance deliver a room's messages in id order.
-#[derive(Debug, Default)]
-pub struct RoomLocks {
-    locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
-}
-
-impl RoomLocks {
-    /// The lock for `room`.
-    pub fn get(&self, room: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(lock) = locks.get(room).and_then(Weak::upgrade) {
-            return lock;
-        }
-        if locks.len() > 1024 {
-            locks.retain(|_, weak| weak.strong_count() > 0);
-        }
-        let lock = Arc::new(tokio::sync::Mutex::new(()));
-        locks.insert(room.to_owned(), Arc::downgrade(&lock));
-        lock
     }
 }
 

@@ -63,12 +63,14 @@ pub trait Broadcast: Send + Sync + 'static {
         data: Value,
     ) -> BoxFuture<'static, ()>;
     /// Drain step: tells every local socket `server:draining`, waits the plan's notice, then
-    /// closes the local transports in batches (see `shutdown`) and finally closes the server.
+    /// closes the local transports in batches (see `shutdown`), runs `flush` (pending writes
+    /// that still broadcast, such as queued messages) and finally closes the server.
     /// Returns the number of sockets drained.
     fn drain_local(
         &self,
         plan: DrainPlan,
         connections: Arc<SessionConnections>,
+        flush: BoxFuture<'static, ()>,
     ) -> BoxFuture<'static, usize>;
 }
 
@@ -189,6 +191,7 @@ impl<A: Adapter> Broadcast for SocketIoBroadcast<A> {
         &self,
         plan: DrainPlan,
         connections: Arc<SessionConnections>,
+        flush: BoxFuture<'static, ()>,
     ) -> BoxFuture<'static, usize> {
         let io = self.0.clone();
         Box::pin(async move {
@@ -246,6 +249,9 @@ impl<A: Adapter> Broadcast for SocketIoBroadcast<A> {
             // Give long-polling clients a moment to fetch their close packet, then close
             // whatever is left (a transport whose connection was not found).
             tokio::time::sleep(plan.batch_interval).await;
+            // No socket can send any more; what was accepted is stored and broadcast while
+            // the adapter still reaches the other instances.
+            flush.await;
             io.close().await;
             sockets.len()
         })

@@ -14,12 +14,14 @@ use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, Event, SocketRef, State, TryData};
 
 use super::ack::{AckError, reply};
-use super::broadcast::{Realtime, SocketIoBroadcast, in_room};
+use super::broadcast::{Realtime, SocketIoBroadcast};
 use super::context::{Ctx, Ordered, SocketContext};
+use super::room_sequencer;
 use crate::domain::{MessageText, RoomName};
 use crate::error_code::ErrorCode;
 use crate::metrics::Metrics;
 use crate::state::AppState;
+use crate::storage::messages::NewMessage;
 
 /// Messages of history sent with a join ack.
 pub const JOIN_HISTORY: u32 = 50;
@@ -144,6 +146,9 @@ pub async fn leave<A: Adapter>(
 
 /// `message {room, text}` → persisted, then broadcast to the whole room (sender included),
 /// then acked with `{id, ts, seq}`. Never broadcasts a message that was not stored.
+///
+/// The socket's turn is held only until the message is in its room's queue
+/// (`room_sequencer`): the socket's next message can be queued while this one is stored.
 pub async fn message<A: Adapter>(
     io: SocketIo<A>,
     Ctx(ctx): Ctx,
@@ -155,7 +160,7 @@ pub async fn message<A: Adapter>(
     let received = Instant::now();
     Metrics::event(&app.metrics.events_in, "message");
     turn.wait().await;
-    let result = async {
+    let queued = async {
         let request = payload.map_err(AckError::invalid_payload)?;
         let room = RoomName::parse(&request.room)?;
         let text = MessageText::parse(request.text)?;
@@ -166,36 +171,24 @@ pub async fn message<A: Adapter>(
             ));
         }
         app.message_limiter.check(ctx.user.id).await?;
-        let lock = app.room_locks.get(room.as_str());
-        let _room_order = lock.lock().await;
-        let stored = app
-            .db
-            .append_message(&room, &ctx.user, &text, app.config.instance_id.as_str())
-            .await
-            .inspect_err(|_| {
-                app.metrics.database_errors.inc();
-            })?;
-        let delivered = match in_room(&io, room.as_str().to_owned()) {
-            Ok(room_ops) => room_ops
-                .emit("message", &stored)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(closed) => Err(closed.to_string()),
+        let message = NewMessage {
+            author: ctx.user.clone(),
+            text,
         };
-        if let Err(err) = delivered {
-            // Stored but not delivered live: history still has it, so the ack stays positive.
-            tracing::warn!(room = %room, id = stored.id, error = %err, "message broadcast failed");
-        } else {
-            Metrics::event(&app.metrics.events_out, "message");
-        }
-        app.metrics
-            .broadcast_latency
-            .observe(received.elapsed().as_secs_f64());
-        Ok(json!({"id": stored.id, "ts": stored.ts, "seq": stored.seq}))
+        room_sequencer::submit(&app, &io, room, message, received).await
     }
     .await;
-    reply(ack, &app.metrics, result);
     drop(turn);
+    let result = match queued {
+        Ok(outcome) => outcome.await.unwrap_or_else(|_| {
+            Err(AckError::new(
+                ErrorCode::Unavailable,
+                "the message could not be stored, try again",
+            ))
+        }),
+        Err(err) => Err(err),
+    };
+    reply(ack, &app.metrics, result);
 }
 
 /// `typing {room}` → volatile `typing {room, user}` to the room except the sender.

@@ -14,6 +14,7 @@ pub mod ordering;
 pub mod presence;
 pub mod rate_limit;
 pub mod recovery;
+pub mod room_sequencer;
 
 use std::time::Duration;
 

@@ -387,6 +387,7 @@ mod tests {
             &self,
             _plan: crate::shutdown::DrainPlan,
             _connections: Arc<crate::listener::SessionConnections>,
+            _flush: futures::future::BoxFuture<'static, ()>,
         ) -> futures::future::BoxFuture<'static, usize> {
             Box::pin(async { 0 })
         }

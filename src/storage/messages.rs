@@ -9,7 +9,7 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Backend, Database, StorageError, next_id, now_millis};
+use super::{Backend, Database, StorageError, now_millis};
 use crate::domain::{MessageText, RoomName, UserId};
 use crate::storage::users::User;
 
@@ -32,6 +32,15 @@ pub struct ChatMessage {
     pub instance_id: String,
 }
 
+/// A message about to be stored: what its sender gave, already validated.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// The author.
+    pub author: User,
+    /// The text.
+    pub text: MessageText,
+}
+
 /// A room that has history, for the room list.
 #[derive(Debug, Clone)]
 pub struct RoomActivity {
@@ -42,15 +51,7 @@ pub struct RoomActivity {
 }
 
 impl Database {
-    /// Stores a message and returns it with its id and timestamp. The id and the room's seq
-    /// are allocated in the message's own transaction, so no id or seq is ever visible
-    /// without its message.
-    ///
-    /// Every message of the cluster takes the `counters` row's lock until it commits, so the
-    /// time that lock is held bounds the cluster's message rate. On PostgreSQL the whole
-    /// append is therefore one statement (one round trip, committed as it ends), whose seq
-    /// step reads the id step so that every append locks the two rows in the same order;
-    /// SQLite has a single writer anyway and runs the same steps as a transaction.
+    /// Stores one message; see `append_messages`.
     pub async fn append_message(
         &self,
         room: &RoomName,
@@ -58,67 +59,65 @@ impl Database {
         text: &MessageText,
         instance_id: &str,
     ) -> Result<ChatMessage, StorageError> {
+        let batch = [NewMessage {
+            author: author.clone(),
+            text: text.clone(),
+        }];
+        let mut stored = self.append_messages(room, &batch, instance_id).await?;
+        stored.pop().ok_or_else(|| {
+            StorageError::Database(sqlx::Error::Protocol(
+                "the append returned no row".to_owned(),
+            ))
+        })
+    }
+
+    /// Stores `batch`, in order, as the next messages of `room`, all or none, and returns them
+    /// with their ids, seqs and timestamp. The batch takes a run of consecutive ids and the
+    /// next gap-free run of the room's seqs, allocated in the same transaction as the rows,
+    /// so no id or seq is ever visible without its message.
+    ///
+    /// Every append of the cluster takes the `counters` row's lock until it commits, so the
+    /// time that lock is held bounds the cluster's append rate; a batch pays it once for all
+    /// its messages. On PostgreSQL the whole append is one statement (one round trip,
+    /// committed as it ends), whose seq step reads the id step so that every append locks the
+    /// two rows in the same order (counters, then the room's sequence). SQLite has a single
+    /// writer anyway and runs the same steps as one transaction.
+    pub async fn append_messages(
+        &self,
+        room: &RoomName,
+        batch: &[NewMessage],
+        instance_id: &str,
+    ) -> Result<Vec<ChatMessage>, StorageError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let count = i64::try_from(batch.len()).unwrap_or(i64::MAX);
         let ts = now_millis();
-        let (id, seq) = match self.backend {
+        let (last_id, last_seq) = match self.backend {
             Backend::Postgres => {
-                let row = sqlx::query(
-                    "WITH next_id AS ( \
-                       UPDATE counters SET value = value + 1 WHERE name = 'messages' \
-                       RETURNING value \
-                     ), next_seq AS ( \
-                       INSERT INTO room_sequences (room, value) SELECT $1::TEXT, 1 FROM next_id \
-                       ON CONFLICT (room) DO UPDATE SET value = room_sequences.value + 1 \
-                       RETURNING value \
-                     ) \
-                     INSERT INTO messages \
-                       (id, room, user_id, username, body, instance_id, created_at, seq) \
-                     SELECT next_id.value, $1::TEXT, $2::BIGINT, $3::TEXT, $4::TEXT, $5::TEXT, \
-                       $6::BIGINT, next_seq.value \
-                     FROM next_id, next_seq \
-                     RETURNING id, seq",
-                )
-                .bind(room.as_str())
-                .bind(author.id.0)
-                .bind(&author.username)
-                .bind(text.as_str())
-                .bind(instance_id)
-                .bind(ts)
-                .fetch_one(self.pool())
-                .await?;
-                (row.try_get("id")?, row.try_get("seq")?)
+                self.guarded(append_postgres(self.pool(), room, batch, instance_id, ts))
+                    .await?
             }
             Backend::Sqlite => {
-                let mut tx = self.pool().begin().await?;
-                let id = next_id(&mut tx, "messages").await?;
-                let seq = next_room_seq(&mut tx, room).await?;
-                sqlx::query(
-                    "INSERT INTO messages \
-                       (id, room, user_id, username, body, instance_id, created_at, seq) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(id)
-                .bind(room.as_str())
-                .bind(author.id.0)
-                .bind(&author.username)
-                .bind(text.as_str())
-                .bind(instance_id)
-                .bind(ts)
-                .bind(seq)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                (id, seq)
+                self.guarded(append_sqlite(self.pool(), room, batch, instance_id, ts))
+                    .await?
             }
         };
-        Ok(ChatMessage {
-            id,
-            seq,
-            room: room.as_str().to_owned(),
-            user: author.clone(),
-            text: text.as_str().to_owned(),
-            ts,
-            instance_id: instance_id.to_owned(),
-        })
+        let first_id = last_id - count + 1;
+        let first_seq = last_seq - count + 1;
+        Ok(batch
+            .iter()
+            .zip(0..)
+            .map(|(message, offset)| ChatMessage {
+                id: first_id + offset,
+                seq: first_seq + offset,
+                room: room.as_str().to_owned(),
+                user: message.author.clone(),
+                text: message.text.as_str().to_owned(),
+                ts,
+                instance_id: instance_id.to_owned(),
+            })
+            .collect())
     }
 
     /// Up to `limit` messages of `room` older than `before` (or the newest), newest first.
@@ -212,18 +211,133 @@ fn message_from_row(row: &AnyRow) -> Result<ChatMessage, sqlx::Error> {
     })
 }
 
-/// Allocates the next seq of `room` inside the caller's transaction. The room's row stays
-/// locked until the transaction ends, so concurrent writers on any instance take turns and
-/// seqs commit in order, without holes.
-async fn next_room_seq(
-    conn: &mut sqlx::AnyConnection,
+/// `($k, $k+1, …), (…)`: `rows` groups of `width` numbered placeholders from `$first` on,
+/// each group wrapped by `row` (which receives the group's placeholders in order).
+fn placeholders(
+    rows: usize,
+    width: usize,
+    first: usize,
+    row: impl Fn(&[String]) -> String,
+) -> String {
+    (0..rows)
+        .map(|r| {
+            let names: Vec<String> = (0..width)
+                .map(|c| format!("${}", first + r * width + c))
+                .collect();
+            row(&names)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The PostgreSQL append: one statement that takes `n` ids, then `n` seqs of the room, then
+/// inserts the rows numbered by their place in the batch. Returns the last id and seq.
+async fn append_postgres(
+    pool: &sqlx::AnyPool,
     room: &RoomName,
-) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "INSERT INTO room_sequences (room, value) VALUES ($1, 1) \
-         ON CONFLICT (room) DO UPDATE SET value = room_sequences.value + 1 RETURNING value",
+    batch: &[NewMessage],
+    instance_id: &str,
+    ts: i64,
+) -> Result<(i64, i64), sqlx::Error> {
+    let count = i64::try_from(batch.len()).unwrap_or(i64::MAX);
+    // $1 room, $2 count, $3 instance, $4 ts; then (ord, user_id, username, body) per message.
+    let values = placeholders(batch.len(), 4, 5, |p| {
+        format!(
+            "({}::BIGINT, {}::BIGINT, {}::TEXT, {}::TEXT)",
+            p[0], p[1], p[2], p[3]
+        )
+    });
+    let sql = format!(
+        "WITH next_id AS ( \
+           UPDATE counters SET value = value + $2::BIGINT WHERE name = 'messages' \
+           RETURNING value \
+         ), next_seq AS ( \
+           INSERT INTO room_sequences (room, value) SELECT $1::TEXT, $2::BIGINT FROM next_id \
+           ON CONFLICT (room) DO UPDATE SET value = room_sequences.value + $2::BIGINT \
+           RETURNING value \
+         ), batch (ord, user_id, username, body) AS (VALUES {values}), \
+         inserted AS ( \
+           INSERT INTO messages \
+             (id, room, user_id, username, body, instance_id, created_at, seq) \
+           SELECT next_id.value - $2::BIGINT + batch.ord, $1::TEXT, batch.user_id, \
+             batch.username, batch.body, $3::TEXT, $4::BIGINT, \
+             next_seq.value - $2::BIGINT + batch.ord \
+           FROM next_id, next_seq, batch \
+           RETURNING id, seq \
+         ) \
+         SELECT MAX(id) AS id, MAX(seq) AS seq, COUNT(*) AS stored FROM inserted"
+    );
+    let mut query = sqlx::query(&sql)
+        .bind(room.as_str())
+        .bind(count)
+        .bind(instance_id)
+        .bind(ts);
+    for (message, ord) in batch.iter().zip(1_i64..) {
+        query = query
+            .bind(ord)
+            .bind(message.author.id.0)
+            .bind(message.author.username.as_str())
+            .bind(message.text.as_str());
+    }
+    let row = query.fetch_one(pool).await?;
+    let rows: i64 = row.try_get("stored")?;
+    if rows != count {
+        return Err(sqlx::Error::Protocol(format!(
+            "the append stored {rows} of {count} messages"
+        )));
+    }
+    Ok((row.try_get("id")?, row.try_get("seq")?))
+}
+
+/// The SQLite append: one transaction that takes `n` ids and `n` seqs of the room, then
+/// inserts the rows in one statement. Returns the last id and seq.
+async fn append_sqlite(
+    pool: &sqlx::AnyPool,
+    room: &RoomName,
+    batch: &[NewMessage],
+    instance_id: &str,
+    ts: i64,
+) -> Result<(i64, i64), sqlx::Error> {
+    let count = i64::try_from(batch.len()).unwrap_or(i64::MAX);
+    let mut tx = pool.begin().await?;
+    let last_id: i64 = sqlx::query_scalar(
+        "UPDATE counters SET value = value + $1 WHERE name = 'messages' RETURNING value",
+    )
+    .bind(count)
+    .fetch_one(&mut *tx)
+    .await?;
+    let last_seq: i64 = sqlx::query_scalar(
+        "INSERT INTO room_sequences (room, value) VALUES ($1, $2) \
+         ON CONFLICT (room) DO UPDATE SET value = room_sequences.value + $2 RETURNING value",
     )
     .bind(room.as_str())
-    .fetch_one(conn)
-    .await
+    .bind(count)
+    .fetch_one(&mut *tx)
+    .await?;
+    // $1 room, $2 instance, $3 ts; then (id, seq, user_id, username, body) per message.
+    let values = placeholders(batch.len(), 5, 4, |p| {
+        format!(
+            "({}, $1, {}, {}, {}, $2, $3, {})",
+            p[0], p[2], p[3], p[4], p[1]
+        )
+    });
+    let sql = format!(
+        "INSERT INTO messages (id, room, user_id, username, body, instance_id, created_at, seq) \
+         VALUES {values}"
+    );
+    let mut query = sqlx::query(&sql)
+        .bind(room.as_str())
+        .bind(instance_id)
+        .bind(ts);
+    for (message, offset) in batch.iter().zip(0_i64..) {
+        query = query
+            .bind(last_id - count + 1 + offset)
+            .bind(last_seq - count + 1 + offset)
+            .bind(message.author.id.0)
+            .bind(message.author.username.as_str())
+            .bind(message.text.as_str());
+    }
+    query.execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok((last_id, last_seq))
 }

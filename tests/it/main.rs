@@ -25,3 +25,4 @@ mod process;
 mod recovery;
 mod redis_cluster;
 mod runtime_stats;
+mod sequencer;

@@ -421,6 +421,27 @@ impl Postgres {
         }
     }
 
+    /// An open `psql` session on the `roomcast` database, for holding a transaction (and its
+    /// locks) open while the test does something else.
+    pub async fn psql_session(&self) -> PsqlSession {
+        let mut child = tokio::process::Command::new(self.tools.program("psql"))
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
+            .arg(self.url())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|err| panic!("psql session: {err}"));
+        let stdin = child.stdin.take().expect("psql stdin");
+        let stdout = tokio::io::BufReader::new(child.stdout.take().expect("psql stdout"));
+        PsqlSession {
+            _child: child,
+            stdin,
+            stdout: tokio::io::AsyncBufReadExt::lines(stdout),
+        }
+    }
+
     /// Runs `sql` with `psql` against the `roomcast` database (unaligned, tuples only, stop on
     /// the first error) and returns stdout without trailing newlines; panics if psql fails.
     pub async fn psql(&self, sql: &str) -> String {
@@ -852,6 +873,36 @@ fn path_arg(path: &Path) -> String {
 /// Single-quotes `arg` for `sh -c`.
 fn shell_quote(arg: &str) -> String {
     format!("'{}'", arg.replace('\'', r"'\''"))
+}
+
+/// A `psql` process kept open; see [`Postgres::psql_session`].
+pub struct PsqlSession {
+    _child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    stdout: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl PsqlSession {
+    /// Runs `sql` in the session and waits until psql has executed it.
+    pub async fn run(&mut self, sql: &str) {
+        let marker = "-- statement done --";
+        let script = format!("{sql}\n\\echo '{marker}'\n");
+        self.stdin
+            .write_all(script.as_bytes())
+            .await
+            .expect("psql session stdin");
+        let done = async {
+            while let Some(line) = self.stdout.next_line().await.expect("psql session output") {
+                if line == marker {
+                    return;
+                }
+            }
+            panic!("psql session ended before running {sql:?}");
+        };
+        tokio::time::timeout(CLI_TIMEOUT, done)
+            .await
+            .unwrap_or_else(|_| panic!("psql session did not run {sql:?} in time"));
+    }
 }
 
 #[cfg(test)]
