@@ -13,6 +13,7 @@ mod health;
 mod hostile;
 mod http_errors;
 mod identity;
+mod password_pool;
 mod process;
 mod recovery;
 mod redis_cluster;
