@@ -126,6 +126,10 @@ pub struct Config {
     pub http_body_limit: usize,
     /// Largest accepted Engine.IO payload (`SOCKETIO_MAX_PAYLOAD_BYTES`).
     pub socketio_max_payload: u64,
+    /// Initial capacity of every WebSocket's read buffer, and the most one read takes
+    /// (`SOCKETIO_WS_READ_BUFFER_BYTES`). Each idle socket holds this much; frames above it
+    /// take more than one read.
+    pub socketio_ws_read_buffer: usize,
     /// Password hashes computed at once (`PASSWORD_HASH_CONCURRENCY`).
     pub password_hash_concurrency: usize,
     /// Password hashes allowed to wait for a slot before `503` (`PASSWORD_HASH_QUEUE`).
@@ -298,6 +302,7 @@ impl Config {
             login_window: env.secs("LOGIN_WINDOW_SECS", 900)?,
             http_body_limit: env.positive("HTTP_BODY_LIMIT_BYTES", 64 * 1024)?,
             socketio_max_payload: env.positive("SOCKETIO_MAX_PAYLOAD_BYTES", 64 * 1024)?,
+            socketio_ws_read_buffer: env.positive("SOCKETIO_WS_READ_BUFFER_BYTES", 1024)?,
             password_hash_concurrency: env.positive("PASSWORD_HASH_CONCURRENCY", hash_default)?,
             password_hash_queue: env.positive("PASSWORD_HASH_QUEUE", 256)?,
             header_read_timeout: env.secs("HEADER_READ_TIMEOUT_SECS", 10)?,
