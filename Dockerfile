@@ -60,12 +60,8 @@ USER 10001:10001
 # Listen on every interface inside the container. In embedded mode the SQLite database is
 # ./data/roomcast.db, i.e. /app/data (mount a volume there to keep it); cluster mode needs
 # REDIS_URL, DATABASE_URL, SESSION_SECRET and SESSION_ENCRYPTION_KEY on top.
-# MALLOC_MMAP_THRESHOLD_: every argon2id hash takes 19 MiB; with glibc's adaptive threshold
-# those blocks stay in the heap after use and RSS grows by hundreds of MiB after a burst of
-# logins. A fixed threshold returns them to the system (see README, Benchmarks).
 ENV HOST=0.0.0.0 \
-    PORT=3000 \
-    MALLOC_MMAP_THRESHOLD_=131072
+    PORT=3000
 EXPOSE 3000
 
 # roomcast drains on SIGTERM (readiness 503, sockets told to reconnect elsewhere) and exits 0

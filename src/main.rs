@@ -8,6 +8,14 @@ use roomcast::App;
 use roomcast::config::{Config, LoadError};
 use tokio::signal::unix::{SignalKind, signal};
 
+#[cfg(feature = "alloc-mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[cfg(all(feature = "alloc-jemalloc", not(feature = "alloc-mimalloc")))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let config = match Config::from_env() {
         Ok(config) => config,

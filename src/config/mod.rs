@@ -389,6 +389,13 @@ pub struct Config {
           value_name = "SECONDS", default_value = "60", value_parser = values::seconds(1),
           help_heading = SESSIONS)]
     pub session_sweep_interval: Duration,
+
+    /// Initial capacity of every WebSocket's read buffer, and the most one read takes. Each
+    /// idle socket holds this much; frames above it take more than one read.
+    #[arg(long = "socketio-ws-read-buffer-bytes", env = "SOCKETIO_WS_READ_BUFFER_BYTES",
+          value_name = "BYTES", default_value = "1024", value_parser = values::positive::<usize>(),
+          help_heading = LIMITS)]
+    pub socketio_ws_read_buffer: usize,
 }
 
 impl Config {

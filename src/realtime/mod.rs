@@ -44,6 +44,9 @@ pub fn build<A: Adapter>(
         .ack_timeout(Duration::from_secs(10))
         .max_payload(max_payload)
         .max_buffer_size(1024)
+        // The engine's default 4 KiB is held by every idle socket; roomcast's client frames are
+        // a few hundred bytes, so 1 KiB reads them in one go (see bench/notes/memory-profile.md).
+        .ws_read_buffer_size(app.config.socketio_ws_read_buffer)
         .ws_max_message_size(usize::try_from(max_payload).unwrap_or(usize::MAX))
         .ws_max_frame_size(usize::try_from(max_payload).unwrap_or(usize::MAX))
         // No roomcast event takes binary attachments; a small allowance keeps a client that

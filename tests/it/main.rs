@@ -21,6 +21,7 @@ mod identity;
 mod instance_registry;
 mod layering;
 mod operator;
+mod password_pool;
 mod process;
 mod recovery;
 mod redis_cluster;
