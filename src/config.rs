@@ -118,10 +118,32 @@ pub struct Config {
     pub message_rate_per_sec: u32,
     /// Per-user message burst (`MESSAGE_RATE_BURST`).
     pub message_rate_burst: u32,
-    /// Failed logins per username or IP before `429` (`LOGIN_MAX_FAILURES`).
+    /// Failed logins per username (and per address and username) before `429` (`LOGIN_MAX_FAILURES`).
     pub login_max_failures: u32,
     /// Window in which failed logins are counted (`LOGIN_WINDOW_SECS`).
     pub login_window: Duration,
+    /// Proxies in front of the app that each append one `X-Forwarded-For` entry
+    /// (`TRUST_PROXY_HOPS`); the client address is that many entries from the right.
+    pub trust_proxy_hops: usize,
+    /// Failed logins per client address per window before its wrong passwords get `429`
+    /// (`LOGIN_MAX_FAILURES_PER_IP`); looser than per username and never refuses a correct password.
+    pub login_max_failures_per_address: u32,
+    /// Sustained registrations per client address per minute (`REGISTER_RATE_PER_MIN`).
+    pub register_rate_per_min: u32,
+    /// Registrations one client address may make at once (`REGISTER_RATE_BURST`).
+    pub register_rate_burst: u32,
+    /// Sustained `join`/`leave`/`resume` events per user per second (`ROOM_EVENT_RATE_PER_SEC`).
+    pub room_event_rate_per_sec: u32,
+    /// Burst of `join`/`leave`/`resume` events per user (`ROOM_EVENT_RATE_BURST`).
+    pub room_event_rate_burst: u32,
+    /// Sustained `typing` events per user per second (`TYPING_RATE_PER_SEC`).
+    pub typing_rate_per_sec: u32,
+    /// Burst of `typing` events per user (`TYPING_RATE_BURST`).
+    pub typing_rate_burst: u32,
+    /// Rooms a socket may be in besides `user:<id>` (`MAX_ROOMS_PER_SOCKET`).
+    pub max_rooms_per_socket: usize,
+    /// Event handlers one socket may have running or queued (`MAX_EVENTS_IN_FLIGHT_PER_SOCKET`).
+    pub max_events_in_flight: usize,
     /// Largest accepted HTTP request body (`HTTP_BODY_LIMIT_BYTES`).
     pub http_body_limit: usize,
     /// Largest accepted Engine.IO payload (`SOCKETIO_MAX_PAYLOAD_BYTES`).
@@ -296,6 +318,16 @@ impl Config {
             message_rate_burst: env.positive("MESSAGE_RATE_BURST", 40)?,
             login_max_failures: env.positive("LOGIN_MAX_FAILURES", 10)?,
             login_window: env.secs("LOGIN_WINDOW_SECS", 900)?,
+            trust_proxy_hops: env.positive("TRUST_PROXY_HOPS", 1)?,
+            login_max_failures_per_address: env.positive("LOGIN_MAX_FAILURES_PER_IP", 100)?,
+            register_rate_per_min: env.positive("REGISTER_RATE_PER_MIN", 10)?,
+            register_rate_burst: env.positive("REGISTER_RATE_BURST", 20)?,
+            room_event_rate_per_sec: env.positive("ROOM_EVENT_RATE_PER_SEC", 10)?,
+            room_event_rate_burst: env.positive("ROOM_EVENT_RATE_BURST", 60)?,
+            typing_rate_per_sec: env.positive("TYPING_RATE_PER_SEC", 5)?,
+            typing_rate_burst: env.positive("TYPING_RATE_BURST", 10)?,
+            max_rooms_per_socket: env.positive("MAX_ROOMS_PER_SOCKET", 50)?,
+            max_events_in_flight: env.positive("MAX_EVENTS_IN_FLIGHT_PER_SOCKET", 100)?,
             http_body_limit: env.positive("HTTP_BODY_LIMIT_BYTES", 64 * 1024)?,
             socketio_max_payload: env.positive("SOCKETIO_MAX_PAYLOAD_BYTES", 64 * 1024)?,
             password_hash_concurrency: env.positive("PASSWORD_HASH_CONCURRENCY", hash_default)?,

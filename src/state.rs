@@ -60,6 +60,10 @@ pub struct AppStateInner {
     pub login_throttle: LoginThrottle,
     /// Per-user message rate limit.
     pub message_limiter: MessageRateLimiter,
+    /// Per-user limits of the other client events (`join`, `leave`, `resume`, `typing`).
+    pub event_limits: crate::realtime::rate_limit::EventLimits,
+    /// Per-address registration limit.
+    pub register_limiter: crate::realtime::rate_limit::RegisterRateLimiter,
     /// Room membership counts.
     pub presence: Arc<Presence>,
     /// Coalesced presence events.

@@ -8,6 +8,7 @@ mod analytics;
 mod auth;
 mod cluster;
 mod deploy;
+mod event_limits;
 mod faults;
 mod health;
 mod hostile;
