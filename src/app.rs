@@ -21,12 +21,12 @@ use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr
 use tower_sessions_redis_store::RedisStore;
 
 use crate::auth::password::{HashError, PasswordHasher};
-use crate::auth::throttle::{LocalThrottle, LoginThrottle};
+use crate::auth::throttle::{LocalThrottle, LoginThrottle, ThrottleLimits};
 use crate::cluster::Cluster;
 use crate::cluster::adapter_driver::ResilientDriver;
 use crate::cluster::breaker::{CircuitBreaker, GuardedStore};
 use crate::cluster::jobs::{self, JobScheduler, RetentionSettings};
-use crate::cluster::limits::{RedisLoginThrottle, RedisMessageLimit};
+use crate::cluster::limits::{RedisLoginThrottle, RedisMessageLimit, RedisRegisterLimit};
 use crate::cluster::lock::Locks;
 use crate::cluster::opt_out::RedisOptOuts;
 use crate::cluster::presence::RedisPresence;
@@ -38,7 +38,9 @@ use crate::listener::{ConnectionLimits, GuardedListener};
 use crate::metrics::Metrics;
 use crate::realtime::broadcast::{Realtime, SocketIoBroadcast};
 use crate::realtime::presence::{PRESENCE_INTERVAL, Presence, PresenceNotifier, PresenceRegistry};
-use crate::realtime::rate_limit::{LocalMessageLimit, MessageRateLimiter};
+use crate::realtime::rate_limit::{
+    EventLimits, LocalMessageLimit, LocalRegisterLimit, MessageRateLimiter, RegisterRateLimiter,
+};
 use crate::realtime::room_sequencer::RoomSequencers;
 use crate::session::encrypted_store::EncryptedStore;
 use crate::session::memory_store::ExpiringMemoryStore;
@@ -290,29 +292,39 @@ impl App {
                 config.session_sweep_interval,
             )),
         };
-        let (presence, login_throttle, message_limiter) = match &cluster {
+        let throttle_limits = ThrottleLimits {
+            per_username: config.login_max_failures,
+            per_address: config.login_max_failures_per_address,
+            window: config.login_window,
+        };
+        let (presence, login_throttle, message_limiter, register_limiter) = match &cluster {
             Some(cluster) => (
                 Presence::Redis(cluster.presence.clone()),
                 LoginThrottle::Redis(RedisLoginThrottle::new(
                     cluster.redis.clone(),
-                    config.login_max_failures,
-                    config.login_window,
+                    throttle_limits,
                 )),
                 MessageRateLimiter::Redis(RedisMessageLimit::new(
                     cluster.redis.clone(),
                     config.message_rate_per_sec,
                     config.message_rate_burst,
                 )),
+                RegisterRateLimiter::Redis(RedisRegisterLimit::new(
+                    cluster.redis.clone(),
+                    config.register_rate_per_min,
+                    config.register_rate_burst,
+                )),
             ),
             None => (
                 Presence::Local(PresenceRegistry::default()),
-                LoginThrottle::Local(LocalThrottle::new(
-                    config.login_max_failures,
-                    config.login_window,
-                )),
+                LoginThrottle::Local(LocalThrottle::new(throttle_limits)),
                 MessageRateLimiter::Local(LocalMessageLimit::new(
                     config.message_rate_per_sec,
                     config.message_rate_burst,
+                )),
+                RegisterRateLimiter::Local(LocalRegisterLimit::new(
+                    config.register_rate_per_min,
+                    config.register_rate_burst,
                 )),
             ),
         };
@@ -344,6 +356,8 @@ impl App {
                 config.analytics_rate_per_sec,
                 config.analytics_rate_burst,
             ),
+            event_limits: EventLimits::new(&config),
+            register_limiter,
             presence_notifier: PresenceNotifier::new(presence.clone(), PRESENCE_INTERVAL),
             presence,
             cluster,

@@ -92,12 +92,6 @@ impl Password {
         }
     }
 
-    /// A stand-in checked against when the typed password is malformed, so that a malformed
-    /// login costs the same hash as a real one.
-    pub fn decoy() -> Self {
-        Self("decoy-password-never-matches".to_owned())
-    }
-
     /// The secret, for hashing only.
     pub fn expose(&self) -> &str {
         &self.0

@@ -48,6 +48,8 @@ pub enum ErrorCode {
     Unavailable,
     /// The client emitted an event the server does not know.
     UnknownEvent,
+    /// A `join` past `MAX_ROOMS_PER_SOCKET`.
+    TooManyRooms,
     /// A bug or an unexpected failure; details are in the server log only.
     Internal,
 }
@@ -75,6 +77,7 @@ impl ErrorCode {
             Self::RateLimited => "rate_limited",
             Self::Unavailable => "unavailable",
             Self::UnknownEvent => "unknown_event",
+            Self::TooManyRooms => "too_many_rooms",
             Self::Internal => "internal",
         }
     }

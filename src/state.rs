@@ -62,6 +62,10 @@ pub struct AppStateInner {
     pub message_limiter: MessageRateLimiter,
     /// Per-caller rate limit of analytics events.
     pub analytics_limiter: crate::analytics::IntakeLimiter,
+    /// Per-user limits of the other client events (`join`, `leave`, `resume`, `typing`).
+    pub event_limits: crate::realtime::rate_limit::EventLimits,
+    /// Per-address registration limit.
+    pub register_limiter: crate::realtime::rate_limit::RegisterRateLimiter,
     /// Room membership counts.
     pub presence: Arc<Presence>,
     /// Coalesced presence events.

@@ -125,12 +125,17 @@ pub struct Config {
     #[arg(long = "port", env = "PORT", value_name = "PORT", default_value = "3000",
           value_parser = values::number(0u16, u16::MAX), help_heading = LISTENER)]
     pub port: u16,
-    /// Behind a reverse proxy: take the client address from the right-most X-Forwarded-For
-    /// entry and the host from X-Forwarded-Host.
+    /// Behind a reverse proxy: take the client address from X-Forwarded-For (the entry
+    /// TRUST_PROXY_HOPS places from the right) and the host from X-Forwarded-Host.
     #[arg(long = "trust-proxy", env = "TRUST_PROXY", value_name = "BOOL", default_value = "false",
           action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true",
           value_parser = values::boolean, help_heading = LISTENER)]
     pub trust_proxy: bool,
+    /// Proxies in front of the instances that each append one X-Forwarded-For entry; the
+    /// client address is that many entries from the right (with TRUST_PROXY).
+    #[arg(long = "trust-proxy-hops", env = "TRUST_PROXY_HOPS", value_name = "COUNT",
+          default_value = "1", value_parser = values::positive::<usize>(), help_heading = LISTENER)]
+    pub trust_proxy_hops: usize,
     /// Comma-separated browser origins allowed to call the API with credentials, such as
     /// https://chat.example.com [default: same origin only].
     #[arg(long = "cors-origins", env = "CORS_ORIGINS", value_name = "ORIGIN,…",
@@ -226,7 +231,7 @@ pub struct Config {
     #[arg(long = "message-rate-burst", env = "MESSAGE_RATE_BURST", value_name = "COUNT",
           default_value = "40", value_parser = values::positive::<u32>(), help_heading = LIMITS)]
     pub message_rate_burst: u32,
-    /// Failed logins per username or client address before 429.
+    /// Failed logins per username (and per address and username) before 429.
     #[arg(long = "login-max-failures", env = "LOGIN_MAX_FAILURES", value_name = "COUNT",
           default_value = "10", value_parser = values::positive::<u32>(), help_heading = LIMITS)]
     pub login_max_failures: u32,
@@ -234,6 +239,44 @@ pub struct Config {
     #[arg(long = "login-window-secs", env = "LOGIN_WINDOW_SECS", value_name = "SECONDS",
           default_value = "900", value_parser = values::seconds(1), help_heading = LIMITS)]
     pub login_window: Duration,
+    /// Failed logins per client address per window before its wrong passwords get 429;
+    /// looser than per username, and never refuses a correct password.
+    #[arg(long = "login-max-failures-per-ip", env = "LOGIN_MAX_FAILURES_PER_IP", value_name = "COUNT",
+          default_value = "100", value_parser = values::positive::<u32>(), help_heading = LIMITS)]
+    pub login_max_failures_per_address: u32,
+    /// Sustained registrations per client address per minute.
+    #[arg(long = "register-rate-per-min", env = "REGISTER_RATE_PER_MIN", value_name = "PER_MINUTE",
+          default_value = "10", value_parser = values::positive::<u32>(), help_heading = LIMITS)]
+    pub register_rate_per_min: u32,
+    /// Registrations one client address may make at once.
+    #[arg(long = "register-rate-burst", env = "REGISTER_RATE_BURST", value_name = "COUNT",
+          default_value = "20", value_parser = values::positive::<u32>(), help_heading = LIMITS)]
+    pub register_rate_burst: u32,
+    /// Sustained join/leave/resume events per user per second.
+    #[arg(long = "room-event-rate-per-sec", env = "ROOM_EVENT_RATE_PER_SEC", value_name = "PER_SECOND",
+          default_value = "10", value_parser = values::positive::<u32>(), help_heading = LIMITS)]
+    pub room_event_rate_per_sec: u32,
+    /// Burst of join/leave/resume events per user.
+    #[arg(long = "room-event-rate-burst", env = "ROOM_EVENT_RATE_BURST", value_name = "COUNT",
+          default_value = "60", value_parser = values::positive::<u32>(), help_heading = LIMITS)]
+    pub room_event_rate_burst: u32,
+    /// Sustained typing events per user per second.
+    #[arg(long = "typing-rate-per-sec", env = "TYPING_RATE_PER_SEC", value_name = "PER_SECOND",
+          default_value = "5", value_parser = values::positive::<u32>(), help_heading = LIMITS)]
+    pub typing_rate_per_sec: u32,
+    /// Burst of typing events per user.
+    #[arg(long = "typing-rate-burst", env = "TYPING_RATE_BURST", value_name = "COUNT",
+          default_value = "10", value_parser = values::positive::<u32>(), help_heading = LIMITS)]
+    pub typing_rate_burst: u32,
+    /// Rooms a socket may be in besides user:<id>; one more join gets too_many_rooms.
+    #[arg(long = "max-rooms-per-socket", env = "MAX_ROOMS_PER_SOCKET", value_name = "COUNT",
+          default_value = "50", value_parser = values::positive::<usize>(), help_heading = LIMITS)]
+    pub max_rooms_per_socket: usize,
+    /// Event handlers one socket may have running or queued; more get rate_limited at once.
+    #[arg(long = "max-events-in-flight-per-socket", env = "MAX_EVENTS_IN_FLIGHT_PER_SOCKET",
+          value_name = "COUNT", default_value = "100", value_parser = values::positive::<usize>(),
+          help_heading = LIMITS)]
+    pub max_events_in_flight: usize,
     /// Largest accepted HTTP request body (413 above).
     #[arg(long = "http-body-limit-bytes", env = "HTTP_BODY_LIMIT_BYTES", value_name = "BYTES",
           default_value = "65536", value_parser = values::positive::<usize>(),

@@ -77,7 +77,8 @@ impl ApiError {
             | ErrorCode::InvalidText
             | ErrorCode::InvalidEvent
             | ErrorCode::NotInRoom
-            | ErrorCode::UnknownEvent => StatusCode::BAD_REQUEST,
+            | ErrorCode::UnknownEvent
+            | ErrorCode::TooManyRooms => StatusCode::BAD_REQUEST,
             ErrorCode::InvalidCredentials | ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::ForbiddenOrigin => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,

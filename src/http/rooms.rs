@@ -13,14 +13,35 @@ use crate::domain::RoomName;
 use crate::error_code::ErrorCode;
 use crate::state::AppState;
 
-/// Rooms listed from history, besides the ones with members.
+/// Rooms listed from history, besides the ones with members; also the most rooms one
+/// listing returns (`?limit=`, 1–100), so the answer stays small however many rooms exist.
 const LISTED_ROOMS: u32 = 100;
 /// Largest history page.
 pub const MAX_PAGE: u32 = 100;
 
-/// `GET /api/rooms` → `{rooms: [{name, members, last_message_at}]}`: rooms with members and
-/// recently active rooms, busiest first.
-pub async fn list(State(app): State<AppState>, _auth: AuthUser) -> Result<Json<Value>, ApiError> {
+/// Query of the room list.
+#[derive(Deserialize)]
+pub struct ListQuery {
+    limit: Option<u32>,
+}
+
+/// `GET /api/rooms?limit=` → `{rooms: [{name, members, last_message_at}], total}`: rooms with
+/// members and recently active rooms, busiest first, at most `limit` (default and maximum
+/// 100) of them; `total` counts every room considered.
+pub async fn list(
+    State(app): State<AppState>,
+    _auth: AuthUser,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) =
+        query.map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.body_text()))?;
+    let limit = query.limit.unwrap_or(LISTED_ROOMS);
+    if !(1..=LISTED_ROOMS).contains(&limit) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "limit must be between 1 and 100",
+        ));
+    }
     let mut rooms: BTreeMap<String, (usize, Option<i64>)> = BTreeMap::new();
     for activity in app.db.active_rooms(LISTED_ROOMS).await? {
         rooms.insert(activity.room, (0, Some(activity.last_message_at)));
@@ -35,11 +56,13 @@ pub async fn list(State(app): State<AppState>, _auth: AuthUser) -> Result<Json<V
             .then(b.1.1.cmp(&a.1.1))
             .then(a.0.cmp(&b.0))
     });
+    let total = list.len();
     let rooms: Vec<Value> = list
         .into_iter()
+        .take(usize::try_from(limit).unwrap_or(usize::MAX))
         .map(|(name, (members, last))| json!({"name": name, "members": members, "last_message_at": last}))
         .collect();
-    Ok(Json(json!({"rooms": rooms})))
+    Ok(Json(json!({"rooms": rooms, "total": total})))
 }
 
 /// Query of a history page.

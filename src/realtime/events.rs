@@ -15,7 +15,8 @@ use socketioxide::extract::{AckSender, Event, SocketRef, State, TryData};
 
 use super::ack::{AckError, reply};
 use super::broadcast::{Realtime, SocketIoBroadcast};
-use super::context::{Ctx, Ordered, SocketContext};
+use super::context::{Ctx, InFlight, InFlightSlot, Ordered, SocketContext};
+use super::rate_limit::LimitedEvent;
 use super::room_sequencer;
 use crate::domain::{MessageText, RoomName};
 use crate::error_code::ErrorCode;
@@ -45,6 +46,21 @@ fn realtime<A: Adapter>(io: SocketIo<A>) -> Realtime {
     std::sync::Arc::new(SocketIoBroadcast(io))
 }
 
+/// The gate at the top of `join`, `leave`, `resume` and `typing`: a slot among the socket's
+/// in-flight handlers, then one `event` from the user's allowance; `rate_limited` otherwise.
+pub(super) fn admit(
+    app: &AppState,
+    ctx: &SocketContext,
+    event: LimitedEvent,
+    slot: Result<InFlightSlot, AckError>,
+) -> Result<InFlightSlot, AckError> {
+    let slot = slot?;
+    app.event_limits
+        .check(event, ctx.user.id)
+        .map_err(|_| AckError::new(ErrorCode::RateLimited, "too many events; slow down"))?;
+    Ok(slot)
+}
+
 fn parse_room(payload: Result<RoomRequest, ParserError>) -> Result<RoomName, AckError> {
     let request = payload.map_err(AckError::invalid_payload)?;
     Ok(RoomName::parse(&request.room)?)
@@ -59,12 +75,14 @@ pub async fn join<A: Adapter>(
     socket: SocketRef<A>,
     io: SocketIo<A>,
     Ctx(ctx): Ctx,
+    InFlight(slot): InFlight,
     State(app): State<AppState>,
     TryData(payload): TryData<RoomRequest>,
     ack: AckSender<A>,
 ) {
     Metrics::event(&app.metrics.events_in, "join");
     let result = async {
+        let _slot = admit(&app, &ctx, LimitedEvent::RoomChange, slot)?;
         let room = parse_room(payload)?;
         enter_room(&socket, &io, &ctx, &app, &room).await?;
         let mut history = app.db.messages_before(&room, None, JOIN_HISTORY).await?;
@@ -78,7 +96,7 @@ pub async fn join<A: Adapter>(
 }
 
 /// Puts the socket in `room` and counts it in presence (announcing a change), unless it is
-/// there already. On a presence failure the socket is taken out again, so membership and
+/// there already; `too_many_rooms` when it is in `MAX_ROOMS_PER_SOCKET` rooms. On a presence failure the socket is taken out again, so membership and
 /// presence never disagree.
 pub(super) async fn enter_room<A: Adapter>(
     socket: &SocketRef<A>,
@@ -87,7 +105,7 @@ pub(super) async fn enter_room<A: Adapter>(
     app: &AppState,
     room: &RoomName,
 ) -> Result<(), AckError> {
-    if ctx.add_room(room) {
+    if ctx.add_room_within(room, app.config.max_rooms_per_socket)? {
         socket.join(room.as_str().to_owned());
         let change = match app.presence.join(room, ctx.user.id).await {
             Ok(change) => change,
@@ -129,12 +147,14 @@ pub async fn leave<A: Adapter>(
     socket: SocketRef<A>,
     io: SocketIo<A>,
     Ctx(ctx): Ctx,
+    InFlight(slot): InFlight,
     State(app): State<AppState>,
     TryData(payload): TryData<RoomRequest>,
     ack: AckSender<A>,
 ) {
     Metrics::event(&app.metrics.events_in, "leave");
     let result = async {
+        let _slot = admit(&app, &ctx, LimitedEvent::RoomChange, slot)?;
         let room = parse_room(payload)?;
         exit_room(&socket, &io, &ctx, &app, &room).await?;
         let members = app.presence.members(room.as_str()).await?;
@@ -152,6 +172,7 @@ pub async fn leave<A: Adapter>(
 pub async fn message<A: Adapter>(
     io: SocketIo<A>,
     Ctx(ctx): Ctx,
+    InFlight(slot): InFlight,
     Ordered(mut turn): Ordered,
     State(app): State<AppState>,
     TryData(payload): TryData<MessageRequest>,
@@ -159,6 +180,10 @@ pub async fn message<A: Adapter>(
 ) {
     let received = Instant::now();
     Metrics::event(&app.metrics.events_in, "message");
+    let _slot = match slot {
+        Ok(slot) => slot,
+        Err(err) => return reply::<A, Value>(ack, &app.metrics, Err(err)),
+    };
     turn.wait().await;
     let queued = async {
         let request = payload.map_err(AckError::invalid_payload)?;
@@ -195,12 +220,16 @@ pub async fn message<A: Adapter>(
 pub async fn typing<A: Adapter>(
     socket: SocketRef<A>,
     Ctx(ctx): Ctx,
+    InFlight(slot): InFlight,
     State(app): State<AppState>,
     TryData(payload): TryData<RoomRequest>,
     ack: AckSender<A>,
 ) {
     Metrics::event(&app.metrics.events_in, "typing");
+    // Over the limit, a typing event without an ack is dropped (it is volatile anyway);
+    // with one, the ack says `rate_limited`.
     let result = async {
+        let _slot = admit(&app, &ctx, LimitedEvent::Typing, slot)?;
         let room = parse_room(payload)?;
         if !ctx.in_room(&room) {
             return Err(AckError::new(ErrorCode::NotInRoom, "join the room first"));

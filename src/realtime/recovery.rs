@@ -34,8 +34,9 @@ use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 
 use super::ack::{AckError, reply};
-use super::context::{Ctx, SocketContext};
-use super::events::{enter_room, exit_room};
+use super::context::{Ctx, InFlight, SocketContext};
+use super::events::{admit, enter_room, exit_room};
+use super::rate_limit::LimitedEvent;
 use crate::domain::RoomName;
 use crate::error_code::ErrorCode;
 use crate::metrics::Metrics;
@@ -324,12 +325,14 @@ pub async fn resume<A: Adapter>(
     socket: SocketRef<A>,
     io: SocketIo<A>,
     Ctx(ctx): Ctx,
+    InFlight(slot): InFlight,
     State(app): State<AppState>,
     TryData(payload): TryData<Value>,
     ack: AckSender<A>,
 ) {
     Metrics::event(&app.metrics.events_in, "resume");
     let result = async {
+        let _slot = admit(&app, &ctx, LimitedEvent::RoomChange, slot)?;
         let payload = payload.map_err(AckError::invalid_payload)?;
         let request = ResumeRequest::from_event(&payload)?;
         rejoin(&socket, &io, &ctx, &app, &request).await?;

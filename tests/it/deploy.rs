@@ -1005,14 +1005,23 @@ async fn failed_login(proxy: &Proxy, source: Ipv4Addr, attempt: u8) -> StatusCod
 async fn behind_either_proxy_roomcast_sees_the_real_client_address_and_host() {
     let mut cluster = TestCluster::start(3).await;
     for i in 0..3 {
-        cluster.restart(i, &[("TRUST_PROXY", "true")]).await;
+        cluster
+            .restart(
+                i,
+                &[
+                    ("TRUST_PROXY", "true"),
+                    ("TRUST_PROXY_HOPS", "1"),
+                    ("LOGIN_MAX_FAILURES_PER_IP", "10"),
+                ],
+            )
+            .await;
     }
     let nginx = Proxy::nginx(&cluster).await;
     let haproxy = Proxy::haproxy(&cluster).await;
 
-    // The login throttle (10 failures per client address) keys on the address the proxy
-    // appended to X-Forwarded-For: one client is throttled whatever it forges in that header,
-    // and another client behind the same proxy is not.
+    // The login throttle's address limit (here 10 failures) keys on the address the proxy
+    // appended to X-Forwarded-For: one client's wrong passwords are throttled whatever it
+    // forges in that header, and another client behind the same proxy is not.
     for (proxy, client, bystander) in [
         (
             &nginx,

@@ -12,6 +12,7 @@ mod cluster;
 mod cluster_jobs;
 mod configuration;
 mod deploy;
+mod event_limits;
 mod faults;
 mod hardening;
 mod health;

@@ -39,7 +39,9 @@ const SERVER_ENV_KEYS = [
   'DATABASE_URL', 'SHUTDOWN_TIMEOUT_SECS', 'ADMIN_TOKEN', 'LOG_FORMAT', 'RUST_LOG', 'CORS_ORIGINS',
   'MESSAGE_RATE_PER_SEC', 'MESSAGE_RATE_BURST', 'MAX_CONNECTIONS', 'CONNECTION_RATE_PER_IP',
   'CONNECTION_BURST_PER_IP', 'HTTP_BODY_LIMIT_BYTES', 'SOCKETIO_MAX_PAYLOAD_BYTES', 'LOGIN_MAX_FAILURES',
-  'LOGIN_WINDOW_SECS',
+  'LOGIN_WINDOW_SECS', 'LOGIN_MAX_FAILURES_PER_IP', 'TRUST_PROXY', 'TRUST_PROXY_HOPS', 'REGISTER_RATE_PER_MIN',
+  'REGISTER_RATE_BURST', 'ROOM_EVENT_RATE_PER_SEC', 'ROOM_EVENT_RATE_BURST', 'TYPING_RATE_PER_SEC',
+  'TYPING_RATE_BURST', 'MAX_ROOMS_PER_SOCKET', 'MAX_EVENTS_IN_FLIGHT_PER_SOCKET', 'METRICS_TOKEN',
 ];
 
 // Servers still running when the test process exits (a failed or aborted test) are killed
@@ -106,6 +108,10 @@ export async function startServer({ env = {}, dataDir } = {}) {
     RUST_LOG: 'info',
     // Below STOP_KILL_AFTER_MS, so a server that honours it is never killed.
     SHUTDOWN_TIMEOUT_SECS: '10',
+    // Every suite registers its users from 127.0.0.1; suites that test the registration
+    // limit set it themselves.
+    REGISTER_RATE_PER_MIN: '100000',
+    REGISTER_RATE_BURST: '100000',
     ...env,
   };
 
