@@ -298,9 +298,13 @@ const CLOSING_POLL_FLUSH: Duration = Duration::from_millis(100);
 
 /// Answers a poll of a long-polling session the drain is closing: whatever Engine.IO still
 /// has queued for it (the `server:draining` notice when no poll was pending as it was sent,
-/// acks of messages posted meanwhile), then the close packet. Without the queued packets a
-/// client that was between two polls would lose them. The session's posts still go through:
-/// refusing one would fail the client's transport before it has read its notice.
+/// acks of messages posted meanwhile) and, once nothing is queued, the close packet. Without
+/// the queued packets a client that was between two polls would lose them. They never share
+/// a payload with the close: the official client hands events to the app a tick after the
+/// payload is read, so an event next to the close would only surface after the reconnect (too
+/// late for the drain notice). The session stays closing, so the client's next poll gets the
+/// close. The session's posts still go through: refusing one would fail the client's
+/// transport before it has read its notice.
 async fn answer_closing_poll(request: Request<Body>, next: Next) -> Response {
     let mut payload = Vec::new();
     // A poll still waiting after the deadline has nothing queued: dropping it frees the
@@ -321,10 +325,11 @@ async fn answer_closing_poll(request: Request<Body>, next: Next) -> Response {
     {
         if !queued.is_empty() {
             payload.extend_from_slice(&queued);
-            payload.push(ENGINE_IO_RECORD_SEPARATOR);
         }
     }
-    payload.push(b'1');
+    if payload.is_empty() {
+        payload.push(b'1');
+    }
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; charset=UTF-8")],
@@ -332,9 +337,6 @@ async fn answer_closing_poll(request: Request<Body>, next: Next) -> Response {
     )
         .into_response()
 }
-
-/// Separates the packets of one Engine.IO long-polling payload.
-const ENGINE_IO_RECORD_SEPARATOR: u8 = 0x1e;
 
 /// JSON 404 for unknown paths.
 pub async fn not_found() -> ApiError {

@@ -7,29 +7,27 @@
 // Elements are found by their accessible names, as a person (or a screen reader) finds them.
 // Screenshots go to tests/js/artifacts/ (not committed).
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { chromium } from 'playwright-core';
 import {
-  PASSWORD, createUser, emitAck, randomHex, show, startServer, uniqueName, uniqueRoom,
+  createUser, emitAck, randomHex, show, uniqueName, uniqueRoom,
 } from '../harness.mjs';
+import {
+  UI_TIMEOUT_MS, connectionState, controls, joinRoom, openSignIn, screenshot, servedBy,
+  startCluster, submitAuth, visibleMessageTexts, waitForMessage, waitLive,
+} from './app_steps.mjs';
 import { startProxy } from './proxy.mjs';
 import {
-  CHROMIUM_ARGS, artifactPath, chromiumPath, openPerson, startRedis, textOf, waitUntil, within,
+  CHROMIUM_ARGS, chromiumPath, openPerson, textOf, waitUntil, within,
 } from './support.mjs';
 
 const WIDE = { width: 1280, height: 800 };
 const NARROW = { width: 375, height: 800 };
-const UI_TIMEOUT_MS = 10_000;
 const SHUTDOWN_TIMEOUT_SECS = 10;
 const XSS_TEXT = '<img src=x onerror=alert(1)>';
 
 describe('browser app on a two-instance cluster', { timeout: 240_000 }, () => {
-  let redis = null;
-  let dataDir = null;
+  let cluster = null;
   let browser = null;
   const servers = {}; // instance id -> server
   const proxies = [];
@@ -62,20 +60,8 @@ describe('browser app on a two-instance cluster', { timeout: 240_000 }, () => {
       throw new Error('Chromium not found: set CHROMIUM_PATH, or install it (Debian: apt-get install chromium)');
     }
     browser = await chromium.launch({ executablePath, args: CHROMIUM_ARGS });
-    redis = await startRedis();
-    dataDir = await mkdtemp(path.join(os.tmpdir(), 'roomcast-browser-'));
-    const shared = {
-      REDIS_URL: redis.url,
-      SESSION_SECRET: randomHex(24),
-      SESSION_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
-      DATABASE_URL: `sqlite://${path.join(dataDir, 'db.sqlite')}`,
-      SHUTDOWN_TIMEOUT_SECS: String(SHUTDOWN_TIMEOUT_SECS),
-      PORT: '0',
-    };
-    // One after the other: both apply migrations to the same SQLite file.
-    for (const id of ['web-1', 'web-2']) {
-      servers[id] = await startServer({ env: { ...shared, INSTANCE_ID: id }, dataDir });
-    }
+    cluster = await startCluster({ shutdownTimeoutSecs: SHUTDOWN_TIMEOUT_SECS });
+    Object.assign(servers, cluster.servers);
   });
 
   after(async () => {
@@ -83,9 +69,7 @@ describe('browser app on a two-instance cluster', { timeout: 240_000 }, () => {
       ...people.map((person) => () => person.context.close()),
       () => browser?.close(),
       ...proxies.map((proxy) => () => proxy.close()),
-      ...Object.values(servers).map((server) => () => server.stop()),
-      () => redis?.stop(),
-      () => dataDir && rm(dataDir, { recursive: true, force: true }),
+      ...(cluster?.steps() ?? []),
     ];
     for (const step of steps) {
       try {
@@ -112,103 +96,6 @@ describe('browser app on a two-instance cluster', { timeout: 240_000 }, () => {
 
   // ------------------------------------------------------------ page steps
 
-  const controls = (page) => ({
-    username: page.getByLabel('Username', { exact: true }),
-    password: page.getByLabel('Password', { exact: true }),
-    login: page.getByRole('button', { name: 'Log in', exact: true }),
-    register: page.getByRole('button', { name: 'Register', exact: true }),
-    logout: page.getByRole('button', { name: 'Log out', exact: true }),
-    room: page.getByLabel('Room', { exact: true }),
-    join: page.getByRole('button', { name: 'Join', exact: true }),
-    leave: page.getByRole('button', { name: 'Leave', exact: true }),
-    message: page.getByLabel('Message', { exact: true }),
-    send: page.getByRole('button', { name: 'Send', exact: true }),
-    analytics: page.getByRole('switch', { name: 'Share anonymous analytics' }),
-    conversation: page.getByRole('log', { name: 'Conversation' }),
-  });
-
-  const connectionState = (page) => page.locator('#status').getAttribute('data-state');
-  const servedBy = (page) => textOf(page.locator('#instance-id'));
-
-  const waitLive = (p, what = `${p.name}'s page is live`) => waitUntil(
-    () => connectionState(p.page), (state) => state === 'connected',
-    { what, expected: 'status data-state "connected"', timeoutMs: UI_TIMEOUT_MS },
-  );
-
-  /** Open the app and wait for the sign-in form. */
-  const openSignIn = async (p) => {
-    await p.page.goto('/');
-    await controls(p.page).username.waitFor({ state: 'visible' });
-  };
-
-  /** Fill the sign-in form and press `button` ("Register" registers and logs in). */
-  const submitAuth = async (p, username, button) => {
-    const c = controls(p.page);
-    await c.username.fill(username);
-    await c.password.fill(PASSWORD);
-    await c[button].click();
-    await waitUntil(
-      async () => ({ logout: await c.logout.isVisible(), error: await textOf(p.page.locator('#auth-error')) }),
-      (s) => s.logout,
-      { what: `${p.name}: ${button} as ${username}`, expected: 'the chat view with a "Log out" button', timeoutMs: UI_TIMEOUT_MS },
-    );
-    assert.equal(await textOf(p.page.locator('#account-name')), username,
-      `${p.name}: expected the account name ${username} in the top bar`);
-  };
-
-  /** Join a room by name and wait for the join ack (the header shows a member count). */
-  const joinRoom = async (p, name) => {
-    const c = controls(p.page);
-    await c.room.fill(name);
-    await c.join.click();
-    await waitUntil(
-      async () => ({ title: await textOf(p.page.locator('#room-title')), members: await textOf(p.page.locator('#room-members')) }),
-      (s) => s.title === `#${name}` && /^\d+ members? here$/.test(s.members ?? ''),
-      { what: `${p.name}: join #${name}`, expected: `room header "#${name}" with "N member(s) here"`, timeoutMs: UI_TIMEOUT_MS },
-    );
-  };
-
-  /**
-   * The message list item whose text is exactly `text` (null when absent): {text, author, via,
-   * labelShown}. `labelShown` tells whether the author/instance line of that item is on screen
-   * (a message grouped under the previous one keeps it only for screen readers).
-   */
-  const findMessage = (page, text) => page.evaluate((wanted) => {
-    const shown = (node) => {
-      if (!node) return false;
-      const r = node.getBoundingClientRect();
-      return r.width > 2 && r.height > 2 && getComputedStyle(node).visibility !== 'hidden';
-    };
-    for (const li of document.querySelectorAll('#messages li.msg')) {
-      const body = li.querySelector('.msg-text')?.textContent;
-      if (body === wanted) {
-        const meta = li.querySelector('.msg-meta');
-        const via = li.querySelector('.via');
-        return {
-          text: body,
-          author: li.querySelector('.author')?.textContent ?? null,
-          via: via?.textContent ?? null,
-          labelShown: shown(meta) && shown(via),
-        };
-      }
-    }
-    return null;
-  }, text);
-
-  /**
-   * Wait until `p` shows the message `text` by `author`, stamped "via <via>"; with
-   * `labelShown`, the author and instance label must be visible on that very message.
-   */
-  const waitForMessage = (p, { text, author, via, labelShown = false }) => waitUntil(
-    () => findMessage(p.page, text),
-    (m) => m !== null && m.author === author && m.via === `via ${via}` && (!labelShown || m.labelShown),
-    {
-      what: `${p.name} sees ${show(text)}`,
-      expected: show({ text, author, via: `via ${via}`, ...(labelShown ? { labelShown } : {}) }),
-      timeoutMs: UI_TIMEOUT_MS,
-    },
-  );
-
   /** Reload `p`'s page through `proxy` preferring web-1, and wait until it is back in the room there. */
   const reloadOnWeb1 = async (p, proxy, before) => {
     proxy.prefer('web-1');
@@ -220,13 +107,6 @@ describe('browser app on a two-instance cluster', { timeout: 240_000 }, () => {
     await waitUntil(() => textOf(p.page.locator('#room-title')), (t) => t === `#${room}`,
       { what: `${p.name}'s room after the reload`, expected: show(`#${room}`) });
   };
-
-  const visibleMessageTexts = (page) => page.evaluate(
-    () => [...document.querySelectorAll('#messages li.msg .msg-text')].map((node) => node.textContent),
-  );
-
-  // Finite animations (the banner sliding in) are fast-forwarded so the picture shows the end state.
-  const screenshot = (p, file) => p.page.screenshot({ path: artifactPath(file), animations: 'disabled' });
 
   // ------------------------------------------------------------ stories
 

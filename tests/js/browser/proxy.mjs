@@ -12,6 +12,13 @@
 // backend, its response head is read to decide (503 -> next backend), and from then on bytes
 // are piped both ways. The Host header is passed through unchanged, so the server's same-origin
 // check sees the origin the browser used.
+//
+// Engine.IO sessions are sticky, as every Socket.IO deployment behind a load balancer must be:
+// the proxy reads the session id from each handshake's answer, and later requests of that
+// session (polls, posts, the WebSocket upgrade; `?sid=`) go to the backend that opened it,
+// with no fallback (a session lives on one instance; when that one is gone the client opens a
+// new session, which goes the usual way). With `blockWebSocket` the proxy refuses every
+// WebSocket upgrade (403), like a corporate proxy or network that only lets plain HTTP pass.
 import http from 'node:http';
 import net from 'node:net';
 
@@ -19,7 +26,9 @@ const HOP_BY_HOP = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade',
 ]);
 const MAX_HEAD_BYTES = 64 * 1024;
-const UPSTREAM_TIMEOUT_MS = 15_000;
+// Longer than the server's ping interval (25 s): an idle long-poll waits that long for a ping.
+const UPSTREAM_TIMEOUT_MS = 60_000;
+const MAX_HANDSHAKE_BYTES = 64 * 1024;
 
 /** A backend that should be skipped: refused, reset before answering, or `503`. */
 class Unavailable extends Error {}
@@ -69,6 +78,29 @@ function requestOnce(backend, req, body, canFallThrough) {
   });
 }
 
+/** The Engine.IO session id a request belongs to (`sid` query parameter), or null. */
+function sessionOf(req) {
+  if (!req.url.startsWith('/socket.io/')) return null;
+  return new URL(req.url, 'http://proxy').searchParams.get('sid');
+}
+
+/** A long-polling handshake: an Engine.IO request without a session id. */
+function isHandshake(req) {
+  return req.url.startsWith('/socket.io/') && sessionOf(req) === null;
+}
+
+/** The `sid` of an Engine.IO open packet (`0{"sid": …}`) at the start of a polling answer. */
+function sessionFromOpen(body) {
+  const text = body.toString('utf8');
+  if (!text.startsWith('0')) return null;
+  try {
+    const end = text.indexOf('\x1e');
+    return JSON.parse(end < 0 ? text.slice(1) : text.slice(1, end)).sid ?? null;
+  } catch {
+    return null;
+  }
+}
+
 function rawRequestHead(req) {
   const lines = [`${req.method} ${req.url} HTTP/${req.httpVersion}`];
   for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
@@ -77,13 +109,15 @@ function rawRequestHead(req) {
 
 /**
  * Start a proxy on 127.0.0.1 (free port).
- * @param {{backends: {name: string, url: string}[], prefer?: string}} options
- *   backends in fallback order; `prefer` names the one tried first (default: the first).
- * @returns {Promise<{url, prefer(name), preferred(), tunnels(), log, close()}>}
- *   tunnels() lists the backend names of the open WebSocket tunnels; log records each request
- *   as {kind, path, backend, status} (backend null when none could serve it).
+ * @param {{backends: {name: string, url: string}[], prefer?: string, blockWebSocket?: boolean}} options
+ *   backends in fallback order; `prefer` names the one tried first (default: the first);
+ *   `blockWebSocket` refuses every WebSocket upgrade with 403.
+ * @returns {Promise<{url, prefer(name), preferred(), tunnels(), sessions(), log, close()}>}
+ *   tunnels() lists the backend names of the open WebSocket tunnels; sessions() maps each
+ *   Engine.IO session id seen to its backend; log records each request as
+ *   {kind, path, backend, status} (backend null when none could serve it).
  */
-export async function startProxy({ backends, prefer } = {}) {
+export async function startProxy({ backends, prefer, blockWebSocket = false } = {}) {
   const targets = backends.map(({ name, url }) => {
     const parsed = new URL(url);
     return { name, host: parsed.hostname, port: Number(parsed.port) };
@@ -95,10 +129,17 @@ export async function startProxy({ backends, prefer } = {}) {
   };
   let preferred = prefer === undefined ? 0 : byName(prefer);
   const order = () => [targets[preferred], ...targets.filter((_, i) => i !== preferred)];
+  const sessions = new Map(); // Engine.IO sid -> backend name
+  /** The backends to try for `req`: the session's own one, or all in order of preference. */
+  const candidatesFor = (req) => {
+    const owner = sessions.get(sessionOf(req));
+    return owner ? [targets[byName(owner)]] : order();
+  };
   const log = [];
   const tunnels = new Set(); // {backend, client, upstream}
   const sockets = new Set(); // every client connection, for close()
   let offline = false; // while set, every request and connection is cut (network loss)
+  let blocked = blockWebSocket; // while set, WebSocket upgrades are refused
 
   const server = http.createServer(async (req, res) => {
     if (offline) {
@@ -112,7 +153,7 @@ export async function startProxy({ backends, prefer } = {}) {
       res.destroy();
       return;
     }
-    const candidates = order();
+    const candidates = candidatesFor(req);
     const failures = [];
     for (const [i, backend] of candidates.entries()) {
       let upstream;
@@ -123,6 +164,23 @@ export async function startProxy({ backends, prefer } = {}) {
         continue;
       }
       log.push({ kind: 'http', method: req.method, path: req.url, backend: backend.name, status: upstream.statusCode });
+      if (isHandshake(req) && upstream.statusCode === 200) {
+        // Read the open packet to learn the session id, then pass the answer on unchanged.
+        let answer;
+        try {
+          answer = await readBody(upstream);
+        } catch {
+          res.destroy();
+          return;
+        }
+        if (answer.length <= MAX_HANDSHAKE_BYTES) {
+          const sid = sessionFromOpen(answer);
+          if (sid) sessions.set(sid, backend.name);
+        }
+        res.writeHead(upstream.statusCode, forwardHeaders(upstream.headers, answer.length));
+        res.end(answer);
+        return;
+      }
       res.writeHead(upstream.statusCode, forwardHeaders(upstream.headers, 0));
       upstream.pipe(res);
       upstream.once('error', () => res.destroy());
@@ -144,7 +202,12 @@ export async function startProxy({ backends, prefer } = {}) {
       client.destroy();
       return;
     }
-    const candidates = order();
+    if (blocked) {
+      log.push({ kind: 'upgrade', path: req.url, backend: null, status: 403 });
+      client.end('HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 24\r\nConnection: close\r\n\r\nWebSocket is not allowed');
+      return;
+    }
+    const candidates = candidatesFor(req);
     const failures = [];
     const attempt = (i) => {
       if (client.destroyed) return;
@@ -222,13 +285,20 @@ export async function startProxy({ backends, prefer } = {}) {
     prefer(name) { preferred = byName(name); },
     preferred: () => targets[preferred].name,
     tunnels: () => [...tunnels].map((t) => t.backend),
-    /** Network loss: cut the open tunnels and every request until online() (from 0 s on). */
+    sessions: () => new Map(sessions),
+    /** Refuse (true) or pass (false) WebSocket upgrades from now on. */
+    blockWebSocket(on) { blocked = on; },
+    /**
+     * Network loss: cut the open tunnels, the pending requests (long-polls) and every new
+     * request until online().
+     */
     offline() {
       offline = true;
       for (const tunnel of tunnels) {
         tunnel.client.destroy();
         tunnel.upstream.destroy();
       }
+      for (const socket of sockets) socket.destroy();
     },
     online() { offline = false; },
     log,
