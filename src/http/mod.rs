@@ -69,6 +69,7 @@ pub fn router<A: Adapter>(state: HttpState, socketio: SocketIoLayer<A>) -> Route
 
     let open = Router::new()
         .route("/", get(static_files::index))
+        .route("/admin", get(static_files::operator))
         .route("/assets/{name}", get(static_files::asset))
         .route("/health", get(health::overview))
         .route("/health/live", get(health::live))

@@ -17,6 +17,12 @@ pub async fn index(headers: HeaderMap) -> Response {
     serve(&web::INDEX, &headers)
 }
 
+/// `GET /admin`: the operator view. The page itself is public (it holds no data); everything
+/// it shows comes over the `/admin` namespace, which needs `ADMIN_TOKEN`.
+pub async fn operator(headers: HeaderMap) -> Response {
+    serve(&web::OPERATOR, &headers)
+}
+
 /// `GET /assets/{name}`.
 pub async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
     let asset =

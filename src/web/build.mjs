@@ -1,6 +1,7 @@
-// Builds the browser app bundle that the server embeds: app/main.js and everything it
-// imports (the app's modules, room_stream.js, the pinned socket.io-client) into dist/app.js,
-// and the licence texts of every third-party package in it into dist/licenses.txt.
+// Builds the browser bundles that the server embeds: app/main.js and everything it imports
+// (the app's modules, room_stream.js, the pinned socket.io-client) into dist/app.js, the
+// operator view (operator/main.js, served at /admin) into dist/operator.js, and the licence
+// texts of every third-party package in them into dist/licenses.txt.
 //
 //   node build.mjs           write dist/
 //   node build.mjs --check   build in memory; exit 1 when dist/ differs from that by a byte,
@@ -33,8 +34,8 @@ if (installed !== pinned) fail(`socket.io-client ${installed} is installed but p
 
 const result = await esbuild.build({
   absWorkingDir: HERE,
-  entryPoints: ['app/main.js'],
-  outfile: 'dist/app.js',
+  entryPoints: { app: 'app/main.js', operator: 'operator/main.js' },
+  outdir: 'dist',
   bundle: true,
   format: 'esm',
   platform: 'browser',
@@ -50,8 +51,8 @@ const result = await esbuild.build({
   metafile: true,
   logLevel: 'warning',
   banner: {
-    js: `// roomcast browser app, with socket.io-client ${installed}. Built by scripts/build-web from\n`
-      + '// src/web/app/ (esbuild ' + esbuild.version + '); do not edit: change the sources and rebuild.\n'
+    js: `// roomcast browser bundle, with socket.io-client ${installed}. Built by scripts/build-web from\n`
+      + '// src/web/app/ and src/web/operator/ (esbuild ' + esbuild.version + '); do not edit: change the sources and rebuild.\n'
       + '// Third-party licences: /assets/licenses.txt',
   },
 });
@@ -79,18 +80,24 @@ for (const dir of dirs) {
   const meta = await readJson(path.join(dir, 'package.json'));
   sections.push(`${'='.repeat(78)}\n${meta.name} ${meta.version} (${meta.license})\n${'='.repeat(78)}\n\n${await licenceOf(dir)}\n`);
 }
-const licences = 'Third-party software in app.js, the roomcast browser app bundle (src/web/dist/app.js),\n'
+const licences = 'Third-party software in the roomcast browser bundles (src/web/dist/app.js and operator.js),\n'
   + 'with the licence text of each package.\n\n' + sections.join('\n');
 
+const bundle = (name) => {
+  const file = result.outputFiles.find((f) => path.basename(f.path) === name);
+  if (!file) fail(`esbuild wrote no ${name}`);
+  return Buffer.from(file.contents);
+};
 const outputs = new Map([
-  ['app.js', Buffer.from(result.outputFiles[0].contents)],
+  ['app.js', bundle('app.js')],
+  ['operator.js', bundle('operator.js')],
   ['licenses.txt', Buffer.from(licences)],
 ]);
 
 if (!check) {
   await mkdir(DIST, { recursive: true });
   for (const [name, bytes] of outputs) await writeFile(path.join(DIST, name), bytes);
-  console.log(`build-web: dist/app.js (${outputs.get('app.js').length} bytes, socket.io-client ${installed}, ${dirs.length} packages), dist/licenses.txt`);
+  console.log(`build-web: dist/app.js (${outputs.get('app.js').length} bytes), dist/operator.js (${outputs.get('operator.js').length} bytes), socket.io-client ${installed}, ${dirs.length} packages, dist/licenses.txt`);
   process.exit(0);
 }
 

@@ -21,8 +21,28 @@ pub const INDEX: Asset = Asset {
     content_type: "text/html; charset=utf-8",
 };
 
+/// The operator view, served at `/admin` (see `operator::live_view`).
+pub const OPERATOR: Asset = Asset {
+    body: include_bytes!("operator.html"),
+    content_type: "text/html; charset=utf-8",
+};
+
 /// Everything under `/assets/`, by name.
 const ASSETS: &[(&str, Asset)] = &[
+    (
+        "operator.js",
+        Asset {
+            body: include_bytes!("dist/operator.js"),
+            content_type: "text/javascript; charset=utf-8",
+        },
+    ),
+    (
+        "operator.css",
+        Asset {
+            body: include_bytes!("operator.css"),
+            content_type: "text/css; charset=utf-8",
+        },
+    ),
     (
         "app.js",
         Asset {
