@@ -35,10 +35,14 @@ pub fn instance_env(
         ("SESSION_SECRET".to_owned(), CLUSTER_SECRET.to_owned()),
         ("SESSION_ENCRYPTION_KEY".to_owned(), key.to_owned()),
         ("SHUTDOWN_TIMEOUT_SECS".to_owned(), "10".to_owned()),
-        // Tests register their users from 127.0.0.1; the registration limit is tested on its
-        // own (tests/it/auth.rs).
+        // Tests register their users from 127.0.0.1 and use typing and room events as probes;
+        // those limits are tested on their own (tests/it/auth.rs, tests/it/event_limits.rs).
         ("REGISTER_RATE_PER_MIN".to_owned(), "100000".to_owned()),
         ("REGISTER_RATE_BURST".to_owned(), "100000".to_owned()),
+        ("TYPING_RATE_PER_SEC".to_owned(), "100000".to_owned()),
+        ("TYPING_RATE_BURST".to_owned(), "100000".to_owned()),
+        ("ROOM_EVENT_RATE_PER_SEC".to_owned(), "100000".to_owned()),
+        ("ROOM_EVENT_RATE_BURST".to_owned(), "100000".to_owned()),
     ]
 }
 
