@@ -51,26 +51,6 @@ pub struct RoomActivity {
 }
 
 impl Database {
-    /// Stores one message; see `append_messages`.
-    pub async fn append_message(
-        &self,
-        room: &RoomName,
-        author: &User,
-        text: &MessageText,
-        instance_id: &str,
-    ) -> Result<ChatMessage, StorageError> {
-        let batch = [NewMessage {
-            author: author.clone(),
-            text: text.clone(),
-        }];
-        let mut stored = self.append_messages(room, &batch, instance_id).await?;
-        stored.pop().ok_or_else(|| {
-            StorageError::Database(sqlx::Error::Protocol(
-                "the append returned no row".to_owned(),
-            ))
-        })
-    }
-
     /// Stores `batch`, in order, as the next messages of `room`, all or none, and returns them
     /// with their ids, seqs and timestamp. The batch takes a run of consecutive ids and the
     /// next gap-free run of the room's seqs, allocated in the same transaction as the rows,
