@@ -8,62 +8,35 @@
 //! Anyone may post events, logged in or not, so intake is bounded: `props` is capped at
 //! `ANALYTICS_PROPS_MAX_BYTES`, and each user (or, for anonymous callers, each client address)
 //! gets a token bucket of `ANALYTICS_RATE_PER_SEC` with burst `ANALYTICS_RATE_BURST` on each
-//! instance. The buckets are swept when they grow, so the limiter's own memory stays bounded
-//! by the callers of the last few seconds.
+//! instance (`rate_limit::intake`).
 
-use std::net::IpAddr;
-use std::num::NonZeroU32;
-use std::time::Duration;
-
-use governor::clock::DefaultClock;
-use governor::{DefaultKeyedRateLimiter, Quota};
 use tower_sessions::Session;
 
 use crate::auth::{SESSION_OPT_OUT_KEY, SessionUser};
 use crate::domain::UserId;
-use crate::http::error::ApiError;
 use crate::metrics::Metrics;
+use crate::redis::RedisError;
 use crate::session::anonymous_id;
 use crate::state::AppState;
+use crate::storage::StorageError;
 use crate::storage::analytics::AnalyticsEvent;
 
-/// Who an analytics rate limit is counted for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum IntakeKey {
-    /// A logged-in user, wherever they post from.
-    User(UserId),
-    /// An anonymous caller, by client address.
-    Address(IpAddr),
-}
-
-/// Per-caller token buckets for event intake, on this instance.
-#[derive(Debug)]
-pub struct IntakeLimiter {
-    buckets: DefaultKeyedRateLimiter<IntakeKey>,
-}
-
-/// Buckets kept before full (idle) ones are swept.
-const SWEEP_ABOVE: usize = 10_000;
-
-impl IntakeLimiter {
-    /// `per_sec` sustained, `burst` at once.
-    pub fn new(per_sec: u32, burst: u32) -> Self {
-        let rate = NonZeroU32::new(per_sec).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(burst).unwrap_or(rate);
-        Self {
-            buckets: DefaultKeyedRateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
-        }
-    }
-
-    /// `Err(wait)` when `key` is over its rate, with the time until its next token.
-    pub fn check(&self, key: IntakeKey) -> Result<(), Duration> {
-        if self.buckets.len() > SWEEP_ABOVE {
-            self.buckets.retain_recent();
-        }
-        self.buckets.check_key(&key).map_err(|not_until| {
-            not_until.wait_time_from(governor::clock::Clock::now(&DefaultClock::default()))
-        })
-    }
+/// Why a consent rule or an intake could not be carried out; `http::error` maps each cause
+/// to its response, as it does for every other module's error.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyticsError {
+    /// The caller's session could not be read or written.
+    #[error("session: {0}")]
+    Session(#[from] tower_sessions::session::Error),
+    /// The database could not be read or written.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Redis could not record an opt-out.
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+    /// The analytics stream would not take the event.
+    #[error("the analytics pipeline is unavailable")]
+    PipelineUnavailable,
 }
 
 /// Whether events from this caller must be dropped.
@@ -71,7 +44,7 @@ pub async fn opted_out(
     app: &AppState,
     session: &Session,
     user: Option<&SessionUser>,
-) -> Result<bool, ApiError> {
+) -> Result<bool, AnalyticsError> {
     if session
         .get::<bool>(SESSION_OPT_OUT_KEY)
         .await?
@@ -88,7 +61,7 @@ pub async fn opted_out(
 /// A user's own choice. In cluster mode Redis answers first; only a `1` there is taken
 /// as final, anything else is confirmed by the database, so a lost or stale Redis value can
 /// never turn an opt-out into consent.
-async fn user_opted_out(app: &AppState, user: UserId) -> Result<bool, ApiError> {
+async fn user_opted_out(app: &AppState, user: UserId) -> Result<bool, AnalyticsError> {
     if let Some(cluster) = &app.cluster {
         match cluster.opt_outs.get(user).await {
             Ok(Some(true)) => return Ok(true),
@@ -106,7 +79,7 @@ pub async fn set_user_opted_out(
     app: &AppState,
     user: UserId,
     opted_out: bool,
-) -> Result<(), ApiError> {
+) -> Result<(), AnalyticsError> {
     app.db.set_user_opted_out(user, opted_out).await?;
     if let Some(cluster) = &app.cluster {
         cluster.opt_outs.set(user, opted_out).await?;
@@ -120,7 +93,7 @@ pub async fn set_opted_out(
     session: &Session,
     user: Option<&SessionUser>,
     opted_out: bool,
-) -> Result<(), ApiError> {
+) -> Result<(), AnalyticsError> {
     if let Some(user) = user {
         set_user_opted_out(app, user.user.id, opted_out).await?;
     }
@@ -146,7 +119,7 @@ pub async fn submit(
     user: Option<&SessionUser>,
     name: String,
     props: String,
-) -> Result<Intake, ApiError> {
+) -> Result<Intake, AnalyticsError> {
     if opted_out(app, session, user).await? {
         Metrics::outcome(&app.metrics.analytics_events, "dropped_opted_out");
         return Ok(Intake::Dropped);
@@ -163,12 +136,12 @@ pub async fn submit(
         app.config.instance_id.as_str(),
     );
     match &app.cluster {
-        // Cluster mode: the stream takes it; a consumer stores it (see `cluster::streams`).
+        // Cluster mode: the stream takes it; a consumer stores it (see `pipeline::analytics_stream`).
         Some(cluster) => {
             cluster.analytics.append(&event).await.map_err(|err| {
                 app.metrics.redis_errors.inc();
                 tracing::warn!(error = %err, "appending an analytics event failed");
-                ApiError::unavailable("the analytics pipeline")
+                AnalyticsError::PipelineUnavailable
             })?;
             Metrics::outcome(&app.metrics.analytics_events, "queued");
         }

@@ -17,31 +17,31 @@ use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
-use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
+use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
 use tower_sessions_redis_store::RedisStore;
 
+use crate::adapter::{ADAPTER_PREFIX, ClusterAdapter};
 use crate::auth::password::{HashError, PasswordHasher};
-use crate::auth::throttle::{LocalThrottle, LoginThrottle, ThrottleLimits};
+use crate::auth::throttle::local::LocalThrottle;
+use crate::auth::throttle::redis::RedisLoginThrottle;
+use crate::auth::throttle::{LoginThrottle, ThrottleLimits};
+use crate::breaker::{CircuitBreaker, GuardedStore};
 use crate::cluster::Cluster;
-use crate::cluster::adapter_driver::ResilientDriver;
-use crate::cluster::breaker::{CircuitBreaker, GuardedStore};
-use crate::cluster::jobs::{self, JobScheduler, RetentionSettings};
-use crate::cluster::limits::{RedisLoginThrottle, RedisMessageLimit, RedisRegisterLimit};
-use crate::cluster::lock::Locks;
-use crate::cluster::opt_out::RedisOptOuts;
-use crate::cluster::presence::RedisPresence;
-use crate::cluster::redis::{Redis, RedisError};
-use crate::cluster::registry::{HEARTBEAT, Registry};
-use crate::cluster::streams::{AnalyticsConsumer, AnalyticsStream, StreamSettings};
 use crate::config::Config;
+use crate::coordination::jobs::{self, JobScheduler, RetentionSettings};
+use crate::coordination::registry::HEARTBEAT;
 use crate::listener::{ConnectionLimits, GuardedListener};
 use crate::metrics::Metrics;
+use crate::pipeline::analytics_stream::AnalyticsConsumer;
+use crate::presence::Presence;
+use crate::presence::local::PresenceRegistry;
+use crate::rate_limit::local::KeyedLimit;
+use crate::rate_limit::redis::{RedisMessageLimit, RedisRegisterLimit};
+use crate::rate_limit::{EventLimits, MessageRateLimiter, RegisterRateLimiter};
 use crate::realtime::broadcast::{Realtime, SocketIoBroadcast};
-use crate::realtime::presence::{PRESENCE_INTERVAL, Presence, PresenceNotifier, PresenceRegistry};
-use crate::realtime::rate_limit::{
-    EventLimits, LocalMessageLimit, LocalRegisterLimit, MessageRateLimiter, RegisterRateLimiter,
-};
+use crate::realtime::presence_events::{PRESENCE_INTERVAL, PresenceNotifier};
 use crate::realtime::room_sequencer::RoomSequencers;
+use crate::redis::RedisError;
 use crate::session::encrypted_store::EncryptedStore;
 use crate::session::memory_store::ExpiringMemoryStore;
 use crate::session::{self, SharedStore};
@@ -73,66 +73,6 @@ pub enum StartError {
     /// The Socket.IO Redis adapter could not subscribe its channels.
     #[error("socket.io adapter: {0}")]
     Adapter(String),
-}
-
-/// Prefix of the adapter's Pub/Sub channels.
-pub const ADAPTER_PREFIX: &str = "roomcast-sio";
-
-/// The Socket.IO adapter of cluster mode: socketioxide-redis over our resilient driver.
-type ClusterAdapter = CustomRedisAdapter<socketioxide::adapter::Emitter, ResilientDriver>;
-
-async fn connect_cluster(
-    url: &str,
-    config: &Config,
-    metrics: &Metrics,
-) -> Result<Cluster, StartError> {
-    let breaker = CircuitBreaker::new(
-        "redis",
-        config.breaker_failure_threshold,
-        config.breaker_open,
-        metrics.breaker_rejection_counter("redis"),
-    );
-    let redis = Redis::connect(url, 4, breaker).await?;
-    let driver = ResilientDriver::connect(
-        &crate::cluster::redis::builder(url)?,
-        metrics.adapter_messages_dropped.clone(),
-    )
-    .await?;
-    tracing::info!(
-        redis = if redis.is_clustered() {
-            "cluster"
-        } else {
-            "single"
-        },
-        pubsub = if driver.is_sharded() {
-            "sharded"
-        } else {
-            "classic"
-        },
-        "redis connected"
-    );
-    let instance = config.instance_id.to_string();
-    Ok(Cluster {
-        presence: RedisPresence::new(redis.clone(), instance.clone()).await?,
-        registry: Registry::new(redis.clone(), instance),
-        opt_outs: RedisOptOuts::new(redis.clone()),
-        locks: Locks::new(redis.clone(), config.job_lock_ttl),
-        analytics: AnalyticsStream::new(
-            redis.clone(),
-            StreamSettings {
-                max_len: crate::cluster::streams::bounded_length(
-                    config.analytics_stream_maxlen,
-                    config.analytics_stream_max_bytes,
-                    config.analytics_props_max_bytes,
-                ),
-                batch_size: config.analytics_batch_size,
-                linger: config.analytics_batch_linger,
-                claim_idle: config.analytics_claim_idle,
-            },
-        ),
-        driver,
-        redis,
-    })
 }
 
 fn assemble<A: socketioxide::adapter::Adapter>(
@@ -259,7 +199,7 @@ impl App {
         )
         .await?;
         let cluster = match &config.redis_url {
-            Some(url) => Some(connect_cluster(url, &config, &metrics).await?),
+            Some(url) => Some(Cluster::connect(url, &config, &metrics).await?),
             None => None,
         };
         let addr = SocketAddr::new(config.host, config.port);
@@ -297,38 +237,43 @@ impl App {
             per_address: config.login_max_failures_per_address,
             window: config.login_window,
         };
-        let (presence, login_throttle, message_limiter, register_limiter) = match &cluster {
+        // Where presence and the shared limits keep their counts is decided here, once.
+        let (presence, login_throttle, message_limiter, register_limiter): (
+            Arc<dyn Presence>,
+            Arc<dyn LoginThrottle>,
+            MessageRateLimiter,
+            RegisterRateLimiter,
+        ) = match &cluster {
             Some(cluster) => (
-                Presence::Redis(cluster.presence.clone()),
-                LoginThrottle::Redis(RedisLoginThrottle::new(
+                Arc::new(cluster.presence.clone()),
+                Arc::new(RedisLoginThrottle::new(
                     cluster.redis.clone(),
                     throttle_limits,
                 )),
-                MessageRateLimiter::Redis(RedisMessageLimit::new(
+                MessageRateLimiter::new(RedisMessageLimit::new(
                     cluster.redis.clone(),
                     config.message_rate_per_sec,
                     config.message_rate_burst,
                 )),
-                RegisterRateLimiter::Redis(RedisRegisterLimit::new(
+                RegisterRateLimiter::new(RedisRegisterLimit::new(
                     cluster.redis.clone(),
                     config.register_rate_per_min,
                     config.register_rate_burst,
                 )),
             ),
             None => (
-                Presence::Local(PresenceRegistry::default()),
-                LoginThrottle::Local(LocalThrottle::new(throttle_limits)),
-                MessageRateLimiter::Local(LocalMessageLimit::new(
+                Arc::new(PresenceRegistry::default()),
+                Arc::new(LocalThrottle::new(throttle_limits)),
+                MessageRateLimiter::new(KeyedLimit::per_second(
                     config.message_rate_per_sec,
                     config.message_rate_burst,
                 )),
-                RegisterRateLimiter::Local(LocalRegisterLimit::new(
+                RegisterRateLimiter::new(KeyedLimit::per_minute(
                     config.register_rate_per_min,
                     config.register_rate_burst,
                 )),
             ),
         };
-        let presence = Arc::new(presence);
         let driver = cluster.as_ref().map(|c| c.driver.clone());
         let consumer = match (&cluster, &config.redis_url) {
             (Some(cluster), Some(url)) => Some(
@@ -352,7 +297,7 @@ impl App {
             )?,
             login_throttle,
             message_limiter,
-            analytics_limiter: crate::analytics::IntakeLimiter::new(
+            analytics_limiter: crate::rate_limit::intake::IntakeLimiter::new(
                 config.analytics_rate_per_sec,
                 config.analytics_rate_burst,
             ),

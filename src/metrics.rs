@@ -20,7 +20,43 @@ use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-use crate::cluster::streams::{ConsumerCounters, StreamStats};
+/// What operators see of the analytics pipeline in `/health` and `/metrics`; defined here,
+/// beside the gauges it sets, and filled by `pipeline::analytics_stream`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamStats {
+    /// Entries in the stream (stored ones included, until `MAXLEN` trims them).
+    pub length: u64,
+    /// Entries not yet delivered to any consumer; `None` when Redis cannot tell.
+    pub lag: Option<u64>,
+    /// Entries delivered but not yet acknowledged.
+    pub pending: u64,
+    /// Each consumer of the group.
+    pub consumers: Vec<ConsumerStats>,
+}
+
+/// One consumer of the group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerStats {
+    /// Its name: the instance id.
+    pub name: String,
+    /// Entries it holds unacknowledged.
+    pub pending: u64,
+    /// Milliseconds since it last talked to Redis.
+    pub idle_ms: u64,
+}
+
+/// Counters the analytics consumer reports into, exported under `roomcast_analytics_*`.
+#[derive(Debug, Clone, Default)]
+pub struct ConsumerCounters {
+    /// Events inserted (duplicates of stored events not counted).
+    pub stored: Counter,
+    /// Entries taken over from an idle consumer.
+    pub claimed: Counter,
+    /// Entries that could not be decoded and were dropped.
+    pub malformed: Counter,
+    /// Batches whose transaction failed (left pending, retried after the claim idle time).
+    pub failed_batches: Counter,
+}
 
 /// Labels of an HTTP request counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -18,9 +18,10 @@ use crate::auth::throttle::LoginThrottle;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::presence::Presence;
+use crate::rate_limit::MessageRateLimiter;
 use crate::realtime::broadcast::Realtime;
-use crate::realtime::presence::{Presence, PresenceNotifier};
-use crate::realtime::rate_limit::MessageRateLimiter;
+use crate::realtime::presence_events::PresenceNotifier;
 use crate::realtime::room_sequencer::RoomSequencers;
 use crate::session::SharedStore;
 use crate::shutdown::DrainState;
@@ -57,17 +58,17 @@ pub struct AppStateInner {
     /// Bounded argon2id hasher.
     pub hasher: PasswordHasher,
     /// Failed-login throttle.
-    pub login_throttle: LoginThrottle,
+    pub login_throttle: Arc<dyn LoginThrottle>,
     /// Per-user message rate limit.
     pub message_limiter: MessageRateLimiter,
     /// Per-caller rate limit of analytics events.
-    pub analytics_limiter: crate::analytics::IntakeLimiter,
+    pub analytics_limiter: crate::rate_limit::intake::IntakeLimiter,
     /// Per-user limits of the other client events (`join`, `leave`, `resume`, `typing`).
-    pub event_limits: crate::realtime::rate_limit::EventLimits,
+    pub event_limits: crate::rate_limit::EventLimits,
     /// Per-address registration limit.
-    pub register_limiter: crate::realtime::rate_limit::RegisterRateLimiter,
+    pub register_limiter: crate::rate_limit::RegisterRateLimiter,
     /// Room membership counts.
-    pub presence: Arc<Presence>,
+    pub presence: Arc<dyn Presence>,
     /// Coalesced presence events.
     pub presence_notifier: PresenceNotifier,
     /// Redis-backed parts; `None` in embedded mode.

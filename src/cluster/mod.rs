@@ -1,37 +1,25 @@
-//! Cluster mode: everything that makes several instances behave as one, through Redis.
+//! What makes several instances one: the Redis-backed parts a cluster-mode instance holds.
 //!
-//! - `redis`: the connections (one pool for commands; the adapter driver has its own two),
-//!   with bounded timeouts so a Redis outage turns into fast `503`s, not hangs.
-//! - `adapter_driver`: our Socket.IO adapter driver, which survives Redis restarts.
-//! - `presence`: distinct users per room, counted across instances.
-//! - `limits`: the cluster-wide message rate limit and login throttle.
-//! - `registry`: instance heartbeats, for the cluster-wide connection count.
-//! - `opt_out`: analytics opt-outs shared by every instance.
-//! - `streams`: the analytics pipeline on a Redis Stream with one consumer group.
-//! - `breaker`: circuit breakers around Redis and the database.
-//! - `lock`: token-owned locks; `jobs`: periodic work on one instance at a time under them.
+//! Each concern has its own module at the top of `src/` (`adapter`, `coordination`,
+//! `pipeline`, `presence`, `rate_limit`, `redis`); `Cluster` connects them to one Redis at
+//! start, and `opt_out` keeps users' analytics opt-outs where every instance reads them.
+//! In embedded mode there is no `Cluster` (`AppState::cluster` is `None`).
 //!
 //! Every key roomcast writes starts with `roomcast:`; the adapter's channels start with
 //! `roomcast-sio`.
 
-pub mod adapter_driver;
-pub mod breaker;
-pub mod jobs;
-pub mod limits;
-pub mod lock;
 pub mod opt_out;
-pub mod presence;
-pub mod redis;
-pub mod registry;
-pub mod streams;
 
-use adapter_driver::ResilientDriver;
-use lock::Locks;
+use crate::adapter::driver::ResilientDriver;
+use crate::breaker::CircuitBreaker;
+use crate::config::Config;
+use crate::coordination::lock::Locks;
+use crate::coordination::registry::Registry;
+use crate::metrics::Metrics;
+use crate::pipeline::analytics_stream::{AnalyticsStream, StreamSettings, bounded_length};
+use crate::presence::redis::RedisPresence;
+use crate::redis::{Redis, RedisError};
 use opt_out::RedisOptOuts;
-use presence::RedisPresence;
-use redis::Redis;
-use registry::Registry;
-use streams::AnalyticsStream;
 
 /// The Redis-backed parts of a cluster-mode instance, held by `AppState`.
 #[derive(Debug, Clone)]
@@ -50,4 +38,62 @@ pub struct Cluster {
     pub analytics: AnalyticsStream,
     /// Locks of the cluster singleton jobs.
     pub locks: Locks,
+}
+
+impl Cluster {
+    /// Connects to Redis at `url` and sets up every shared part; the start fails when Redis
+    /// cannot be reached, so a misconfigured instance never serves without its cluster.
+    pub async fn connect(
+        url: &str,
+        config: &Config,
+        metrics: &Metrics,
+    ) -> Result<Self, RedisError> {
+        let breaker = CircuitBreaker::new(
+            "redis",
+            config.breaker_failure_threshold,
+            config.breaker_open,
+            metrics.breaker_rejection_counter("redis"),
+        );
+        let redis = Redis::connect(url, 4, breaker).await?;
+        let driver = ResilientDriver::connect(
+            &crate::redis::builder(url)?,
+            metrics.adapter_messages_dropped.clone(),
+        )
+        .await?;
+        tracing::info!(
+            redis = if redis.is_clustered() {
+                "cluster"
+            } else {
+                "single"
+            },
+            pubsub = if driver.is_sharded() {
+                "sharded"
+            } else {
+                "classic"
+            },
+            "redis connected"
+        );
+        let instance = config.instance_id.to_string();
+        Ok(Self {
+            presence: RedisPresence::new(redis.clone(), instance.clone()).await?,
+            registry: Registry::new(redis.clone(), instance),
+            opt_outs: RedisOptOuts::new(redis.clone()),
+            locks: Locks::new(redis.clone(), config.job_lock_ttl),
+            analytics: AnalyticsStream::new(
+                redis.clone(),
+                StreamSettings {
+                    max_len: bounded_length(
+                        config.analytics_stream_maxlen,
+                        config.analytics_stream_max_bytes,
+                        config.analytics_props_max_bytes,
+                    ),
+                    batch_size: config.analytics_batch_size,
+                    linger: config.analytics_batch_linger,
+                    claim_idle: config.analytics_claim_idle,
+                },
+            ),
+            driver,
+            redis,
+        })
+    }
 }

@@ -8,8 +8,8 @@
 
 use fred::prelude::*;
 
-use super::redis::{Redis, RedisError};
 use crate::domain::UserId;
+use crate::redis::{Redis, RedisError};
 
 fn key(user: UserId) -> String {
     format!("roomcast:optout:user:{user}")

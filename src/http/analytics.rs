@@ -11,10 +11,11 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ClientIp, MaybeAuthUser};
-use crate::analytics::{self, Intake, IntakeKey};
+use crate::analytics::{self, Intake};
 use crate::domain::{AnalyticsName, InvalidInput};
 use crate::error_code::ErrorCode;
 use crate::metrics::Metrics;
+use crate::rate_limit::intake::IntakeKey;
 use crate::state::AppState;
 
 /// `POST /api/analytics/opt-out` → `204`.

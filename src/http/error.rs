@@ -146,8 +146,8 @@ impl From<Throttled> for ApiError {
     }
 }
 
-impl From<crate::cluster::redis::RedisError> for ApiError {
-    fn from(err: crate::cluster::redis::RedisError) -> Self {
+impl From<crate::redis::RedisError> for ApiError {
+    fn from(err: crate::redis::RedisError) -> Self {
         tracing::warn!(error = %err, "redis failure");
         Self::unavailable("redis")
     }
@@ -158,6 +158,18 @@ impl From<crate::auth::throttle::ThrottleError> for ApiError {
         match err {
             crate::auth::throttle::ThrottleError::Throttled(throttled) => throttled.into(),
             crate::auth::throttle::ThrottleError::Unavailable(err) => err.into(),
+        }
+    }
+}
+
+impl From<crate::analytics::AnalyticsError> for ApiError {
+    fn from(err: crate::analytics::AnalyticsError) -> Self {
+        use crate::analytics::AnalyticsError;
+        match err {
+            AnalyticsError::Session(err) => err.into(),
+            AnalyticsError::Storage(err) => err.into(),
+            AnalyticsError::Redis(err) => err.into(),
+            AnalyticsError::PipelineUnavailable => Self::unavailable("the analytics pipeline"),
         }
     }
 }

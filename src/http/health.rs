@@ -287,8 +287,8 @@ async fn analytics_overview(app: &AppState) -> Value {
             app.metrics.set_stream_stats(&stats);
             json!({
                 "pipeline": "stream",
-                "stream": crate::cluster::streams::STREAM_KEY,
-                "group": crate::cluster::streams::GROUP,
+                "stream": crate::pipeline::analytics_stream::STREAM_KEY,
+                "group": crate::pipeline::analytics_stream::GROUP,
                 "length": stats.length,
                 "lag": stats.lag,
                 "pending": stats.pending,

@@ -10,8 +10,8 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use socketioxide_redis::drivers::Driver;
 
-use crate::cluster::adapter_driver::ResilientDriver;
-use crate::cluster::redis::RedisError;
+use crate::adapter::driver::ResilientDriver;
+use crate::redis::RedisError;
 use crate::state::AppState;
 
 /// The Pub/Sub channel of operator commands.

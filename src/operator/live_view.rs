@@ -15,10 +15,10 @@ use socketioxide::extract::{SocketRef, State, TryData};
 use tokio::time::MissedTickBehavior;
 
 use super::status;
-use crate::cluster::redis::RedisError;
-use crate::cluster::registry::{InstanceEntry, Vitals};
+use crate::coordination::registry::{InstanceEntry, Vitals};
 use crate::realtime::broadcast::{Realtime, SocketIoBroadcast};
 use crate::realtime::connect::ConnectRefused;
+use crate::redis::RedisError;
 use crate::state::AppState;
 use crate::storage::now_millis;
 

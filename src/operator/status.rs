@@ -6,15 +6,15 @@
 
 use std::collections::BTreeMap;
 
-use crate::cluster::breaker::BreakerState;
-use crate::cluster::registry::Vitals;
+use crate::breaker::BreakerState;
+use crate::coordination::registry::Vitals;
 use crate::state::AppState;
 
 /// This instance's vitals now.
 pub fn vitals(app: &AppState) -> Vitals {
     let mut breakers = BTreeMap::new();
     let mut any_open = false;
-    let mut record = |breaker: &crate::cluster::breaker::CircuitBreaker| {
+    let mut record = |breaker: &crate::breaker::CircuitBreaker| {
         let state = breaker.state();
         any_open |= state == BreakerState::Open;
         breakers.insert(breaker.dependency().to_owned(), state.as_str().to_owned());

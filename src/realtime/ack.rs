@@ -45,8 +45,8 @@ impl From<InvalidInput> for AckError {
     }
 }
 
-impl From<crate::cluster::redis::RedisError> for AckError {
-    fn from(err: crate::cluster::redis::RedisError) -> Self {
+impl From<crate::redis::RedisError> for AckError {
+    fn from(err: crate::redis::RedisError) -> Self {
         tracing::warn!(error = %err, "redis failure during socket event");
         Self::new(
             ErrorCode::Unavailable,
@@ -55,13 +55,13 @@ impl From<crate::cluster::redis::RedisError> for AckError {
     }
 }
 
-impl From<crate::realtime::rate_limit::LimitError> for AckError {
-    fn from(err: crate::realtime::rate_limit::LimitError) -> Self {
+impl From<crate::rate_limit::LimitError> for AckError {
+    fn from(err: crate::rate_limit::LimitError) -> Self {
         match err {
-            crate::realtime::rate_limit::LimitError::RateLimited => {
+            crate::rate_limit::LimitError::RateLimited => {
                 Self::new(ErrorCode::RateLimited, "you are sending messages too fast")
             }
-            crate::realtime::rate_limit::LimitError::Unavailable(err) => err.into(),
+            crate::rate_limit::LimitError::Unavailable(err) => err.into(),
         }
     }
 }

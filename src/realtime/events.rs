@@ -16,11 +16,11 @@ use socketioxide::extract::{AckSender, Event, SocketRef, State, TryData};
 use super::ack::{AckError, reply};
 use super::broadcast::{Realtime, SocketIoBroadcast};
 use super::context::{Ctx, InFlight, InFlightSlot, Ordered, SocketContext};
-use super::rate_limit::LimitedEvent;
 use super::room_sequencer;
 use crate::domain::{MessageText, RoomName};
 use crate::error_code::ErrorCode;
 use crate::metrics::Metrics;
+use crate::rate_limit::LimitedEvent;
 use crate::state::AppState;
 use crate::storage::messages::NewMessage;
 

@@ -11,8 +11,7 @@ pub mod connect;
 pub mod context;
 pub mod events;
 pub mod ordering;
-pub mod presence;
-pub mod rate_limit;
+pub mod presence_events;
 pub mod recovery;
 pub mod room_sequencer;
 

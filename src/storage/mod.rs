@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
-use crate::cluster::breaker::{BreakerOpen, CircuitBreaker};
+use crate::breaker::{BreakerOpen, CircuitBreaker};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

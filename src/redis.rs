@@ -13,7 +13,7 @@
 //! redirections, and re-reads the topology after a failover or a reshard. What roomcast must
 //! do itself is keep multi-key operations (Lua scripts) inside one hash slot, which the key
 //! names do with hash tags (`presence`), and use sharded Pub/Sub for the adapter
-//! (`adapter_driver`).
+//! (`adapter::driver`).
 //!
 //! Every command has a 2 s deadline and reconnection runs forever with exponential backoff
 //! (100 ms … 2 s): while Redis is down, callers get an error within the deadline and map it
@@ -24,8 +24,9 @@ use std::time::{Duration, Instant};
 use fred::prelude::*;
 use fred::types::Builder;
 use fred::types::config::{Config as RedisConfig, ReconnectPolicy};
+use sha2::{Digest, Sha256};
 
-use super::breaker::CircuitBreaker;
+use crate::breaker::CircuitBreaker;
 
 /// Deadline of any single Redis command.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
@@ -158,4 +159,11 @@ fn cluster_error(details: String) -> RedisError {
         fred::error::ErrorKind::Cluster,
         details,
     ))
+}
+
+/// A key part derived from client input (a username, an address): not stored in Redis in
+/// clear, and of fixed length whatever the client sent.
+pub fn hashed_key(purpose: &str, value: &str) -> String {
+    let digest = Sha256::digest(format!("roomcast/{purpose}\0{value}").as_bytes());
+    hex::encode(&digest[..16])
 }

@@ -18,7 +18,7 @@ use fred::types::Expiration;
 use fred::types::SetOptions;
 use fred::types::scripts::Script;
 
-use super::redis::{Redis, RedisError};
+use crate::redis::{Redis, RedisError};
 
 const RENEW: &str = r#"
 if redis.call("GET", KEYS[1]) == ARGV[1] then

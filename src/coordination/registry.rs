@@ -18,8 +18,8 @@ use std::time::Duration;
 use fred::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::presence::RedisPresence;
-use super::redis::{Redis, RedisError};
+use crate::presence::redis::RedisPresence;
+use crate::redis::{Redis, RedisError};
 use crate::storage::now_millis;
 
 const INSTANCES_KEY: &str = "roomcast:instances";

@@ -1,7 +1,5 @@
-//! Who is in which room, counted as distinct users, and the coalesced `presence` events.
+//! The coalesced `presence` events, built on the counts of `crate::presence`.
 //!
-//! A user with three tabs in a room is one member. The registry counts sockets per user per
-//! room; a change is reported only when a user's first socket joins or last socket leaves.
 //! The notifier turns changes into `presence {room, members}` events at most once per room per
 //! second: the first change is sent at once, later changes within the second are folded into
 //! one event sent when the second is over, carrying the count at that moment.
@@ -13,158 +11,11 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::broadcast::Realtime;
-use crate::cluster::presence::RedisPresence;
-use crate::cluster::redis::RedisError;
-use crate::domain::{RoomName, UserId};
+use crate::domain::RoomName;
+use crate::presence::{Gate, Presence, PresenceChange};
 
 /// Minimum spacing of `presence` events for one room.
 pub const PRESENCE_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Result of a join or leave.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PresenceChange {
-    /// Distinct users in the room afterwards.
-    pub members: usize,
-    /// Whether the member set changed (first join or last leave of this user).
-    pub changed: bool,
-    /// The room's change version in cluster mode (0 in embedded mode).
-    pub version: u64,
-}
-
-/// Whether this instance may send a room's `presence` event now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Gate {
-    /// Yes: the room's window is ours.
-    Open,
-    /// No need: an event already announced this change.
-    Covered,
-    /// Not yet: try again after this long.
-    Wait(Duration),
-}
-
-/// Where presence is counted: in this process (embedded) or in Redis (cluster).
-#[derive(Debug)]
-pub enum Presence {
-    /// One instance; counts in memory.
-    Local(PresenceRegistry),
-    /// Many instances; counts in Redis.
-    Redis(RedisPresence),
-}
-
-impl Presence {
-    /// Records one more socket of `user` in `room`.
-    pub async fn join(&self, room: &RoomName, user: UserId) -> Result<PresenceChange, RedisError> {
-        match self {
-            Self::Local(registry) => Ok(registry.join(room, user).await),
-            Self::Redis(redis) => redis.join(room, user).await,
-        }
-    }
-
-    /// Records that one socket of `user` left `room`.
-    pub async fn leave(&self, room: &RoomName, user: UserId) -> Result<PresenceChange, RedisError> {
-        match self {
-            Self::Local(registry) => Ok(registry.leave(room, user).await),
-            Self::Redis(redis) => redis.leave(room, user).await,
-        }
-    }
-
-    /// Distinct users in `room`.
-    pub async fn members(&self, room: &str) -> Result<usize, RedisError> {
-        match self {
-            Self::Local(registry) => Ok(registry.members(room).await),
-            Self::Redis(redis) => redis.members(room).await,
-        }
-    }
-
-    /// Every room with members.
-    pub async fn rooms(&self) -> Result<Vec<(String, usize)>, RedisError> {
-        match self {
-            Self::Local(registry) => Ok(registry.rooms().await),
-            Self::Redis(redis) => redis.rooms().await,
-        }
-    }
-
-    /// Whether a `presence` event announcing `version` may go out now (always, locally).
-    pub async fn gate(
-        &self,
-        room: &str,
-        version: u64,
-        window: Duration,
-    ) -> Result<Gate, RedisError> {
-        match self {
-            Self::Local(_) => Ok(Gate::Open),
-            Self::Redis(redis) => redis.gate(room, version, window).await,
-        }
-    }
-}
-
-/// Socket counts per user per room on this instance.
-#[derive(Debug, Default)]
-pub struct PresenceRegistry {
-    rooms: Mutex<HashMap<String, HashMap<UserId, usize>>>,
-}
-
-impl PresenceRegistry {
-    /// Records one more socket of `user` in `room`.
-    pub async fn join(&self, room: &RoomName, user: UserId) -> PresenceChange {
-        let mut rooms = self.lock();
-        let members = rooms.entry(room.as_str().to_owned()).or_default();
-        let sockets = members.entry(user).or_insert(0);
-        *sockets += 1;
-        let changed = *sockets == 1;
-        PresenceChange {
-            members: members.len(),
-            changed,
-            version: 0,
-        }
-    }
-
-    /// Records that one socket of `user` left `room`.
-    pub async fn leave(&self, room: &RoomName, user: UserId) -> PresenceChange {
-        let mut rooms = self.lock();
-        let Some(members) = rooms.get_mut(room.as_str()) else {
-            return PresenceChange {
-                members: 0,
-                changed: false,
-                version: 0,
-            };
-        };
-        let mut changed = false;
-        if let Some(sockets) = members.get_mut(&user) {
-            *sockets -= 1;
-            if *sockets == 0 {
-                members.remove(&user);
-                changed = true;
-            }
-        }
-        let count = members.len();
-        if count == 0 {
-            rooms.remove(room.as_str());
-        }
-        PresenceChange {
-            members: count,
-            changed,
-            version: 0,
-        }
-    }
-
-    /// Distinct users in `room`.
-    pub async fn members(&self, room: &str) -> usize {
-        self.lock().get(room).map_or(0, HashMap::len)
-    }
-
-    /// Every room with at least one member, with its member count.
-    pub async fn rooms(&self) -> Vec<(String, usize)> {
-        self.lock()
-            .iter()
-            .map(|(room, members)| (room.clone(), members.len()))
-            .collect()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<UserId, usize>>> {
-        self.rooms.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
 
 #[derive(Debug, Clone, Copy)]
 struct RoomSchedule {
@@ -178,14 +29,14 @@ struct RoomSchedule {
 /// here, and across the cluster through `Presence::gate`).
 #[derive(Debug, Clone)]
 pub struct PresenceNotifier {
-    registry: Arc<Presence>,
+    registry: Arc<dyn Presence>,
     schedule: Arc<Mutex<HashMap<String, RoomSchedule>>>,
     interval: Duration,
 }
 
 impl PresenceNotifier {
     /// A notifier reading counts from `registry`.
-    pub fn new(registry: Arc<Presence>, interval: Duration) -> Self {
+    pub fn new(registry: Arc<dyn Presence>, interval: Duration) -> Self {
         Self {
             registry,
             schedule: Arc::default(),
@@ -286,66 +137,7 @@ impl PresenceNotifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn members_are_distinct_users_not_sockets() {
-        let registry = PresenceRegistry::default();
-        let room = RoomName::parse("lobby").expect("room");
-        let alice = UserId(1);
-        let bob = UserId(2);
-        assert_eq!(
-            registry.join(&room, alice).await,
-            PresenceChange {
-                members: 1,
-                changed: true,
-                version: 0
-            }
-        );
-        assert_eq!(
-            registry.join(&room, alice).await,
-            PresenceChange {
-                members: 1,
-                changed: false,
-                version: 0
-            }
-        );
-        assert_eq!(
-            registry.join(&room, bob).await,
-            PresenceChange {
-                members: 2,
-                changed: true,
-                version: 0
-            }
-        );
-        assert_eq!(
-            registry.leave(&room, alice).await,
-            PresenceChange {
-                members: 2,
-                changed: false,
-                version: 0
-            }
-        );
-        assert_eq!(
-            registry.leave(&room, alice).await,
-            PresenceChange {
-                members: 1,
-                changed: true,
-                version: 0
-            }
-        );
-        assert_eq!(
-            registry.leave(&room, bob).await,
-            PresenceChange {
-                members: 0,
-                changed: true,
-                version: 0
-            }
-        );
-        assert!(
-            registry.rooms().await.is_empty(),
-            "empty rooms are forgotten"
-        );
-    }
+    use crate::domain::UserId;
 
     /// Records every emit instead of sending it.
     #[derive(Default)]
@@ -395,7 +187,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_burst_of_changes_gives_one_event_now_and_one_with_the_final_count() {
-        let presence = Arc::new(Presence::Local(PresenceRegistry::default()));
+        let presence: Arc<dyn Presence> =
+            Arc::new(crate::presence::local::PresenceRegistry::default());
         let notifier = PresenceNotifier::new(presence.clone(), PRESENCE_INTERVAL);
         let recorder = Arc::new(Recorder::default());
         let room = RoomName::parse("lobby").expect("room");

@@ -26,9 +26,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use fred::prelude::*;
-use prometheus_client::metrics::counter::Counter;
 
-use super::redis::{Redis, RedisError};
+use crate::metrics::{ConsumerCounters, ConsumerStats, StreamStats};
+use crate::redis::{Redis, RedisError};
 use crate::shutdown::DrainState;
 use crate::storage::Database;
 use crate::storage::analytics::AnalyticsEvent;
@@ -90,30 +90,6 @@ impl From<fred::error::Error> for StreamError {
     fn from(err: fred::error::Error) -> Self {
         Self::Redis(RedisError(err))
     }
-}
-
-/// What operators see of the pipeline in `/health` and `/metrics`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StreamStats {
-    /// Entries in the stream (stored ones included, until `MAXLEN` trims them).
-    pub length: u64,
-    /// Entries not yet delivered to any consumer; `None` when Redis cannot tell.
-    pub lag: Option<u64>,
-    /// Entries delivered but not yet acknowledged.
-    pub pending: u64,
-    /// Each consumer of the group.
-    pub consumers: Vec<ConsumerStats>,
-}
-
-/// One consumer of the group.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConsumerStats {
-    /// Its name: the instance id.
-    pub name: String,
-    /// Entries it holds unacknowledged.
-    pub pending: u64,
-    /// Milliseconds since it last talked to Redis.
-    pub idle_ms: u64,
 }
 
 /// The producer side and the statistics, on the shared command pool.
@@ -195,19 +171,6 @@ fn number(map: &HashMap<String, Value>, field: &str) -> u64 {
     map.get(field).and_then(Value::as_u64).unwrap_or(0)
 }
 
-/// Counters the consumer reports into.
-#[derive(Debug, Clone, Default)]
-pub struct ConsumerCounters {
-    /// Events inserted (duplicates of stored events not counted).
-    pub stored: Counter,
-    /// Entries taken over from an idle consumer.
-    pub claimed: Counter,
-    /// Entries that could not be decoded and were dropped.
-    pub malformed: Counter,
-    /// Batches whose transaction failed (left pending, retried after the claim idle time).
-    pub failed_batches: Counter,
-}
-
 /// One stream entry: its id and fields.
 type Entry = (String, HashMap<String, String>);
 
@@ -229,7 +192,7 @@ impl AnalyticsConsumer {
         db: Database,
         counters: ConsumerCounters,
     ) -> Result<Self, RedisError> {
-        let client = super::redis::builder(url)?.build()?;
+        let client = crate::redis::builder(url)?.build()?;
         client.init().await?;
         Ok(Self {
             client,

@@ -20,8 +20,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
 use super::lock::{HeldLock, Locks};
-use super::redis::RedisError;
 use crate::metrics::JobLabels;
+use crate::redis::RedisError;
 use crate::shutdown::DrainState;
 use crate::storage::StorageError;
 

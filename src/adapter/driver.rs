@@ -35,7 +35,7 @@ use prometheus_client::metrics::counter::Counter;
 use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
 use tokio::sync::{broadcast, mpsc};
 
-use super::redis::RedisError;
+use crate::redis::RedisError;
 
 /// Channels, and where their messages go.
 type Channels = RwLock<HashMap<String, mpsc::Sender<ChanItem>>>;

@@ -1,4 +1,4 @@
-//! Room presence across instances, in Redis.
+//! Presence counted in Redis: cluster mode, shared by every instance.
 //!
 //! Keys (all with the hash tag `{presence}`, see below):
 //! - `roomcast:{presence}:room:<room>`: hash `user id → sockets in the room, cluster-wide`;
@@ -29,9 +29,11 @@ use fred::types::scripts::Script;
 
 use std::time::Duration;
 
-use super::redis::{Redis, RedisError};
+use async_trait::async_trait;
+
+use super::{Gate, Presence, PresenceChange};
 use crate::domain::{RoomName, UserId};
-use crate::realtime::presence::{Gate, PresenceChange};
+use crate::redis::{Redis, RedisError};
 
 const ROOMS_KEY: &str = "roomcast:{presence}:rooms";
 
@@ -232,5 +234,28 @@ impl RedisPresence {
                 vec![ROOM_PREFIX.to_owned()],
             )
             .await?)
+    }
+}
+
+#[async_trait]
+impl Presence for RedisPresence {
+    async fn join(&self, room: &RoomName, user: UserId) -> Result<PresenceChange, RedisError> {
+        RedisPresence::join(self, room, user).await
+    }
+
+    async fn leave(&self, room: &RoomName, user: UserId) -> Result<PresenceChange, RedisError> {
+        RedisPresence::leave(self, room, user).await
+    }
+
+    async fn members(&self, room: &str) -> Result<usize, RedisError> {
+        RedisPresence::members(self, room).await
+    }
+
+    async fn rooms(&self) -> Result<Vec<(String, usize)>, RedisError> {
+        RedisPresence::rooms(self).await
+    }
+
+    async fn gate(&self, room: &str, version: u64, window: Duration) -> Result<Gate, RedisError> {
+        RedisPresence::gate(self, room, version, window).await
     }
 }
