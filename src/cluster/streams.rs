@@ -29,7 +29,7 @@ use fred::prelude::*;
 use prometheus_client::metrics::counter::Counter;
 
 use super::redis::{Redis, RedisError};
-use crate::shutdown::DrainState;
+use crate::shutdown::state::DrainState;
 use crate::storage::Database;
 use crate::storage::analytics::AnalyticsEvent;
 
