@@ -1,9 +1,10 @@
 //! Assembling the application from a `Config`, and running it until a shutdown signal.
 //!
 //! `App::build` does everything that can fail at start (database, migrations, binding the
-//! port) so that `main` can report it and exit non-zero; `run_until_stopped` serves until the
-//! given future resolves, then performs the drain described in `shutdown`. Tests bind port 0
-//! and pass their own shutdown future.
+//! port) so that `main` can report it and exit non-zero; `run_until_stopped` starts the
+//! background tasks and the server, waits for the stop signal, then runs the drain
+//! (`shutdown::sequence::drain`). Every task is owned by the app's `Tasks`, which the drain
+//! cancels and joins. Tests bind port 0 and pass their own shutdown future.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,7 +16,6 @@ use socketioxide::SocketIo;
 use socketioxide::adapter::LocalAdapter;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
-use tracing::Instrument;
 
 use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
 use tower_sessions_redis_store::RedisStore;
@@ -42,10 +42,13 @@ use crate::realtime::broadcast::{Realtime, SocketIoBroadcast};
 use crate::realtime::presence_events::{PRESENCE_INTERVAL, PresenceNotifier};
 use crate::realtime::room_sequencer::RoomSequencers;
 use crate::redis::RedisError;
+use crate::server::Serving;
 use crate::session::encrypted_store::EncryptedStore;
 use crate::session::memory_store::ExpiringMemoryStore;
 use crate::session::{self, SharedStore};
-use crate::shutdown::{Deadline, DrainPlan, DrainReport, DrainState};
+use crate::shutdown::plan::{Deadline, DrainReport};
+use crate::shutdown::state::DrainState;
+use crate::shutdown::tasks::Tasks;
 use crate::state::{AppState, AppStateInner, HttpState};
 use crate::storage::{Database, StorageError};
 use crate::{http, realtime};
@@ -111,17 +114,9 @@ async fn heartbeat(state: AppState, realtime: Realtime, address: String) {
             tracing::warn!(error = %err, "heartbeat failed");
         }
         if last {
-            announce_change(&cluster).await;
+            crate::operator::commands::announce_change(&cluster).await;
             return;
         }
-    }
-}
-
-/// Tells every instance's operator view that this instance changed state.
-async fn announce_change(cluster: &crate::cluster::Cluster) {
-    use crate::operator::commands::{self, Command};
-    if let Err(err) = commands::send(&cluster.driver, &Command::Refresh).await {
-        tracing::debug!(error = %err, "could not announce a state change to operators");
     }
 }
 
@@ -184,8 +179,21 @@ pub struct App {
 }
 
 impl App {
-    /// Connects to dependencies, applies migrations and binds the listener.
+    /// Connects to dependencies, applies migrations and binds the listener. On failure, the
+    /// tasks already started (the adapter's Pub/Sub pump, the session sweep) are stopped.
     pub async fn build(config: Config) -> Result<Self, StartError> {
+        let tasks = Tasks::default();
+        let built = Self::build_owned_by(config, &tasks).await;
+        if built.is_err() {
+            tasks
+                .close(Deadline::after(std::time::Duration::from_secs(1)))
+                .await;
+        }
+        built
+    }
+
+    /// `build`, with every task it starts owned by `tasks`.
+    async fn build_owned_by(config: Config, tasks: &Tasks) -> Result<Self, StartError> {
         let metrics = Metrics::new();
         let db = Database::connect(
             &config.database_url,
@@ -199,7 +207,7 @@ impl App {
         )
         .await?;
         let cluster = match &config.redis_url {
-            Some(url) => Some(Cluster::connect(url, &config, &metrics).await?),
+            Some(url) => Some(Cluster::connect(url, &config, &metrics, tasks).await?),
             None => None,
         };
         let addr = SocketAddr::new(config.host, config.port);
@@ -214,6 +222,7 @@ impl App {
                 burst_per_ip: config.connection_burst_per_ip,
             },
             config.instance_id.as_str(),
+            tasks,
         );
 
         let sessions = match (&cluster, &config.session_encryption_key) {
@@ -230,6 +239,7 @@ impl App {
             }
             _ => SharedStore::embedded(ExpiringMemoryStore::with_sweeper(
                 config.session_sweep_interval,
+                tasks,
             )),
         };
         let throttle_limits = ThrottleLimits {
@@ -303,11 +313,16 @@ impl App {
             ),
             event_limits: EventLimits::new(&config),
             register_limiter,
-            presence_notifier: PresenceNotifier::new(presence.clone(), PRESENCE_INTERVAL),
+            presence_notifier: PresenceNotifier::new(
+                presence.clone(),
+                PRESENCE_INTERVAL,
+                tasks.clone(),
+            ),
             presence,
             cluster,
             metrics,
             drain: DrainState::default(),
+            tasks: tasks.clone(),
             session_connections: Arc::default(),
             sequencers: RoomSequencers::default(),
             started: Instant::now(),
@@ -356,12 +371,20 @@ impl App {
         axum::serve::Listener::local_addr(&self.listener)
     }
 
-    /// The shared state, for tests that inspect the database or metrics.
+    /// The shared state, for tests that inspect the database, metrics or the tasks left
+    /// (`state().tasks`).
     pub fn state(&self) -> &AppState {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves, then drains and returns what the drain did.
+    /// The Socket.IO handle, for tests that emit as the HTTP layer does (and see it refused
+    /// once the drain closed the server).
+    pub fn realtime(&self) -> Realtime {
+        self.realtime.clone()
+    }
+
+    /// Serves until `shutdown` resolves (or an operator asks for a drain, or the server stops
+    /// by itself), then drains and returns what the drain did.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -373,161 +396,57 @@ impl App {
             realtime,
             consumer,
         } = self;
-        if let Ok(addr) = axum::serve::Listener::local_addr(&listener) {
-            tracing::info!(addr = %addr, mode = if state.config.is_cluster() { "cluster" } else { "embedded" }, "listening");
-        }
-        let drain = state.drain.clone();
-        let (stop_accepting_tx, stop_accepting_rx) = tokio::sync::oneshot::channel::<()>();
-        let stop_accepting = async move {
-            let _ = stop_accepting_rx.await;
-        };
+        let tasks = state.tasks.clone();
         let address = axum::serve::Listener::local_addr(&listener)
             .map(advertised_address)
             .unwrap_or_default();
+        if let Ok(addr) = axum::serve::Listener::local_addr(&listener) {
+            tracing::info!(addr = %addr, mode = if state.config.is_cluster() { "cluster" } else { "embedded" }, "listening");
+        }
         let _ = state.advertised_address.set(address.clone());
-        let heartbeat = tokio::spawn(heartbeat(state.clone(), realtime.clone(), address));
-        let operator_view = tokio::spawn(
-            crate::operator::live_view::push(state.clone(), realtime.clone())
-                .instrument(tracing::info_span!("operator_view")),
-        );
-        let operator_commands = state.cluster.as_ref().map(|cluster| {
-            tokio::spawn(
-                crate::operator::commands::listen(cluster.driver.clone(), state.clone())
-                    .instrument(tracing::info_span!("operator_commands")),
-            )
-        });
-        let jobs = tokio::spawn(
-            singleton_jobs(state.clone()).instrument(tracing::info_span!("cluster_jobs")),
-        );
-        let consumer = consumer.map(|consumer| {
-            tokio::spawn(
-                consumer
-                    .run(state.drain.clone())
-                    .instrument(tracing::info_span!("analytics_consumer")),
-            )
-        });
-        let header_read_timeout = state.config.header_read_timeout;
-        let mut server = tokio::spawn(async move {
-            crate::server::serve(listener, router, header_read_timeout, stop_accepting).await;
-        });
+        start_background_tasks(&tasks, &state, &realtime, address, consumer);
+        let mut http = Serving::start(listener, router, state.config.header_read_timeout, &tasks);
 
         tokio::select! {
             () = shutdown => {}
             () = state.drain.requested() => {
                 tracing::info!("shutdown requested by an operator");
             }
-            result = &mut server => {
-                // The server stopped on its own (accept loop failure): still drain the rest.
-                tracing::error!(result = ?result, "HTTP server stopped unexpectedly");
-            }
+            // The accept loop failed: still drain the rest.
+            () = http.stopped() => {}
         }
 
-        let started = Instant::now();
-        let plan = DrainPlan::new(state.config.shutdown_timeout);
-        let deadline = Deadline::after(plan.timeout);
-        tracing::info!(
-            timeout_secs = plan.timeout.as_secs(),
-            sockets = realtime.local_sockets(),
-            "drain started"
+        crate::shutdown::sequence::drain(&state, &realtime, http).await
+    }
+}
+
+/// Starts the tasks that run beside the server, each owned by `tasks`: the registry
+/// heartbeat and the cluster jobs stop by themselves at the drain's start, the analytics
+/// consumer stores its last batch then; the operator view and the operator commands stop when
+/// the drain stops background tasks.
+fn start_background_tasks(
+    tasks: &Tasks,
+    state: &AppState,
+    realtime: &Realtime,
+    address: String,
+    consumer: Option<AnalyticsConsumer>,
+) {
+    tasks.spawn(
+        "heartbeat",
+        heartbeat(state.clone(), realtime.clone(), address),
+    );
+    tasks.spawn_until_cancelled(
+        "operator_view",
+        crate::operator::live_view::push(state.clone(), realtime.clone()),
+    );
+    if let Some(cluster) = &state.cluster {
+        tasks.spawn_until_cancelled(
+            "operator_commands",
+            crate::operator::commands::listen(cluster.driver.clone(), state.clone()),
         );
-        drain.begin();
-
-        let socket_budget = plan.timeout / 2;
-        let sockets = match tokio::time::timeout(
-            socket_budget,
-            realtime.drain_local(
-                plan,
-                state.session_connections.clone(),
-                Box::pin(state.sequencers.flush()),
-            ),
-        )
-        .await
-        {
-            Ok(count) => count,
-            Err(_) => {
-                tracing::warn!("closing sockets took longer than half the shutdown timeout");
-                realtime.local_sockets()
-            }
-        };
-        state.metrics.drained_sockets.inc_by(sockets as u64);
-        operator_view.abort();
-        if let Some(commands) = operator_commands {
-            // It stops by itself at the drain's start; this only covers a stuck subscription.
-            commands.abort();
-        }
-        // Only now stop accepting connections: until the transports were closed, polling
-        // clients needed new connections to fetch `server:draining` and the close packet.
-        // New Engine.IO sessions were refused from the start of the drain.
-        let _ = stop_accepting_tx.send(());
-
-        let http_finished = if server.is_finished() {
-            true
-        } else {
-            match tokio::time::timeout(deadline.remaining(), &mut server).await {
-                Ok(_) => true,
-                Err(_) => {
-                    tracing::warn!(
-                        "in-flight HTTP requests did not finish before the shutdown timeout"
-                    );
-                    server.abort();
-                    false
-                }
-            }
-        };
-        heartbeat.abort();
-        // Jobs stop at the drain (releasing their locks); wait so no run outlives the pool.
-        let mut jobs = jobs;
-        if tokio::time::timeout(deadline.remaining(), &mut jobs)
-            .await
-            .is_err()
-        {
-            jobs.abort();
-        }
-        if let Some(mut consumer) = consumer {
-            // It stopped reading when the drain began; let it store and acknowledge its batch.
-            if tokio::time::timeout(deadline.remaining(), &mut consumer)
-                .await
-                .is_err()
-            {
-                tracing::warn!(
-                    "the analytics consumer did not finish its batch before the shutdown timeout"
-                );
-                consumer.abort();
-            }
-        }
-        if let Some(cluster) = &state.cluster {
-            let close = async {
-                if let Err(err) = cluster.registry.leave().await {
-                    tracing::warn!(error = %err, "could not remove this instance from the registry");
-                }
-                announce_change(cluster).await;
-                cluster.driver.close().await;
-                cluster.redis.close().await;
-            };
-            if tokio::time::timeout(deadline.remaining(), close)
-                .await
-                .is_err()
-            {
-                tracing::warn!("redis connections did not close before the shutdown timeout");
-            }
-        }
-        if tokio::time::timeout(deadline.remaining(), state.db.close())
-            .await
-            .is_err()
-        {
-            tracing::warn!("database pool did not close before the shutdown timeout");
-        }
-        let report = DrainReport {
-            sockets,
-            http_finished,
-            elapsed: started.elapsed(),
-        };
-        tracing::info!(
-            sockets = report.sockets,
-            http_finished = report.http_finished,
-            elapsed_ms = u64::try_from(report.elapsed.as_millis()).unwrap_or(u64::MAX),
-            "drain complete"
-        );
-        report
+    }
+    tasks.spawn("cluster_jobs", singleton_jobs(state.clone()));
+    if let Some(consumer) = consumer {
+        tasks.spawn("analytics_consumer", consumer.run(state.drain.clone()));
     }
 }

@@ -30,6 +30,8 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::shutdown::tasks::Tasks;
+
 /// Admission limits of the listener.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
@@ -146,11 +148,18 @@ pub struct GuardedListener {
     open: Arc<AtomicUsize>,
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
     refusal_headers: String,
+    /// Owner of the refusal writes, so none outlives the drain.
+    tasks: Tasks,
 }
 
 impl GuardedListener {
-    /// Wraps a bound listener.
-    pub fn new(inner: TcpListener, limits: ConnectionLimits, instance_id: &str) -> Self {
+    /// Wraps a bound listener; refusals are written by tasks of `tasks`.
+    pub fn new(
+        inner: TcpListener,
+        limits: ConnectionLimits,
+        instance_id: &str,
+        tasks: &Tasks,
+    ) -> Self {
         let rate = NonZeroU32::new(limits.rate_per_ip).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(limits.burst_per_ip).unwrap_or(rate);
         Self {
@@ -161,6 +170,7 @@ impl GuardedListener {
             refusal_headers: format!(
                 "Content-Type: application/json\r\nX-Instance-Id: {instance_id}\r\nConnection: close\r\n"
             ),
+            tasks: tasks.clone(),
         }
     }
 
@@ -183,14 +193,15 @@ impl GuardedListener {
             self.refusal_headers,
             body.len()
         );
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(
-                std::time::Duration::from_secs(1),
-                stream.write_all(response.as_bytes()),
-            )
-            .await;
-            let _ = stream.shutdown().await;
-        });
+        self.tasks
+            .spawn_until_cancelled("connection_refusal", async move {
+                let _ = tokio::time::timeout(
+                    std::time::Duration::from_secs(1),
+                    stream.write_all(response.as_bytes()),
+                )
+                .await;
+                let _ = stream.shutdown().await;
+            });
     }
 }
 
@@ -385,6 +396,7 @@ mod tests {
                 burst_per_ip: 100,
             },
             "t",
+            &Tasks::default(),
         );
         let _client = TcpStream::connect(addr).await.expect("connect");
         let (mut stream, _) = axum::serve::Listener::accept(&mut guarded).await;
@@ -442,6 +454,7 @@ mod tests {
                 burst_per_ip: 100,
             },
             "inst",
+            &Tasks::default(),
         );
         let open = guarded.open_connections();
         let _first = TcpStream::connect(addr).await.expect("connect");

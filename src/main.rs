@@ -49,6 +49,9 @@ async fn run(config: Config) -> ExitCode {
         }
     };
     let (first_signal, stop) = tokio::sync::oneshot::channel::<&'static str>();
+    // The one task no `Tasks` owns, on purpose: it must outlive the drain (the drain joins
+    // every owned task) to exit on a second signal while the drain runs. It ends with the
+    // runtime when `run` returns.
     tokio::spawn(watch_signals(first_signal));
     app.run_until_stopped(async move {
         if let Ok(name) = stop.await {

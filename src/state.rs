@@ -24,7 +24,8 @@ use crate::realtime::broadcast::Realtime;
 use crate::realtime::presence_events::PresenceNotifier;
 use crate::realtime::room_sequencer::RoomSequencers;
 use crate::session::SharedStore;
-use crate::shutdown::DrainState;
+use crate::shutdown::state::DrainState;
+use crate::shutdown::tasks::Tasks;
 use crate::storage::Database;
 
 /// Cheaply clonable handle to the shared state.
@@ -77,6 +78,9 @@ pub struct AppStateInner {
     pub metrics: Metrics,
     /// Whether a drain has begun.
     pub drain: DrainState,
+    /// Owner of every background task (sequencers, presence sends, pumps): the drain cancels
+    /// and joins them, so none outlives it.
+    pub tasks: Tasks,
     /// Which connections each Engine.IO session used, so the drain can close them.
     pub session_connections: Arc<crate::listener::SessionConnections>,
     /// One sequencer per room with traffic: batches a room's messages into one store and

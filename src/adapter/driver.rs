@@ -36,6 +36,7 @@ use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::redis::RedisError;
+use crate::shutdown::tasks::Tasks;
 
 /// Channels, and where their messages go.
 type Channels = RwLock<HashMap<String, mpsc::Sender<ChanItem>>>;
@@ -129,7 +130,13 @@ impl ResilientDriver {
     /// Connects both clients and starts the message pump and the resubscriber; sharded
     /// Pub/Sub when `builder` points at a Redis Cluster. Every message lost before the
     /// adapter saw it is counted in `dropped`, so a loss shows in metrics, not only in logs.
-    pub async fn connect(builder: &Builder, dropped: Counter) -> Result<Self, RedisError> {
+    /// The pump, the resubscriber and the error watcher are tasks of `tasks`: they run until
+    /// the drain stops background tasks.
+    pub async fn connect(
+        builder: &Builder,
+        dropped: Counter,
+        tasks: &Tasks,
+    ) -> Result<Self, RedisError> {
         let publisher = builder.build()?;
         let mut subscriber = builder.clone();
         subscriber.with_performance_config(|perf| {
@@ -151,19 +158,22 @@ impl ResilientDriver {
             subscribed: AtomicBool::new(true),
             dropped,
         });
-        tokio::spawn(pump(
-            shared.subscriber.message_rx(),
-            Arc::downgrade(&shared),
-        ));
-        tokio::spawn(keep_subscribed(
-            shared.subscriber.reconnect_rx(),
-            shared.subscriber.cluster_change_rx(),
-            Arc::downgrade(&shared),
-        ));
-        tokio::spawn(watch_errors(
-            shared.subscriber.error_rx(),
-            Arc::downgrade(&shared),
-        ));
+        tasks.spawn_until_cancelled(
+            "adapter_pump",
+            pump(shared.subscriber.message_rx(), Arc::downgrade(&shared)),
+        );
+        tasks.spawn_until_cancelled(
+            "adapter_resubscribe",
+            keep_subscribed(
+                shared.subscriber.reconnect_rx(),
+                shared.subscriber.cluster_change_rx(),
+                Arc::downgrade(&shared),
+            ),
+        );
+        tasks.spawn_until_cancelled(
+            "adapter_errors",
+            watch_errors(shared.subscriber.error_rx(), Arc::downgrade(&shared)),
+        );
         Ok(Self(shared))
     }
 

@@ -19,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::analytics_stream::{AnalyticsStream, StreamSettings, bounded_length};
 use crate::presence::redis::RedisPresence;
 use crate::redis::{Redis, RedisError};
+use crate::shutdown::tasks::Tasks;
 use opt_out::RedisOptOuts;
 
 /// The Redis-backed parts of a cluster-mode instance, held by `AppState`.
@@ -42,11 +43,13 @@ pub struct Cluster {
 
 impl Cluster {
     /// Connects to Redis at `url` and sets up every shared part; the start fails when Redis
-    /// cannot be reached, so a misconfigured instance never serves without its cluster.
+    /// cannot be reached, so a misconfigured instance never serves without its cluster. The
+    /// adapter driver's background tasks are owned by `tasks`.
     pub async fn connect(
         url: &str,
         config: &Config,
         metrics: &Metrics,
+        tasks: &Tasks,
     ) -> Result<Self, RedisError> {
         let breaker = CircuitBreaker::new(
             "redis",
@@ -58,6 +61,7 @@ impl Cluster {
         let driver = ResilientDriver::connect(
             &crate::redis::builder(url)?,
             metrics.adapter_messages_dropped.clone(),
+            tasks,
         )
         .await?;
         tracing::info!(

@@ -22,7 +22,7 @@ use prometheus_client::metrics::family::Family;
 use super::lock::{HeldLock, Locks};
 use crate::metrics::JobLabels;
 use crate::redis::RedisError;
-use crate::shutdown::DrainState;
+use crate::shutdown::state::DrainState;
 use crate::storage::StorageError;
 
 /// Why a job run stopped early.

@@ -31,6 +31,14 @@ pub enum Command {
     Refresh,
 }
 
+/// Tells every instance's operator view that this instance changed state (it started or
+/// ended a drain), so operators see it at once rather than at the next heartbeat.
+pub async fn announce_change(cluster: &crate::cluster::Cluster) {
+    if let Err(err) = send(&cluster.driver, &Command::Refresh).await {
+        tracing::debug!(error = %err, "could not announce a state change to operators");
+    }
+}
+
 /// Publishes `command` to every instance; the one it names (or all, for `Refresh`) acts on it.
 pub async fn send(driver: &ResilientDriver, command: &Command) -> Result<(), RedisError> {
     let payload = serde_json::to_vec(command).unwrap_or_default();

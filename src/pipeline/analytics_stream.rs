@@ -29,7 +29,7 @@ use fred::prelude::*;
 
 use crate::metrics::{ConsumerCounters, ConsumerStats, StreamStats};
 use crate::redis::{Redis, RedisError};
-use crate::shutdown::DrainState;
+use crate::shutdown::state::DrainState;
 use crate::storage::Database;
 use crate::storage::analytics::AnalyticsEvent;
 

@@ -1,5 +1,6 @@
 //! A handle for sending to rooms from outside Socket.IO handlers (HTTP admin emits, logout,
-//! presence timers, the drain).
+//! presence timers), and the primitives the drain (`shutdown::close_sockets`) uses on this
+//! instance's sockets: enumerate them, tell one, close one transport, close the server.
 //!
 //! The adapter is a type parameter of `SocketIo<A>`; this trait erases it so that the HTTP
 //! layer and background tasks do not become generic over the adapter too. The one
@@ -13,10 +14,6 @@ use socketioxide::TransportType;
 use socketioxide::extract::SocketRef;
 
 use crate::listener::{Connection, SessionConnections};
-use crate::shutdown::DrainPlan;
-
-use rand::Rng;
-use serde_json::json;
 
 use futures::future::BoxFuture;
 use serde_json::Value;
@@ -62,16 +59,47 @@ pub trait Broadcast: Send + Sync + 'static {
         event: &'static str,
         data: Value,
     ) -> BoxFuture<'static, ()>;
-    /// Drain step: tells every local socket `server:draining`, waits the plan's notice, then
-    /// closes the local transports in batches (see `shutdown`), runs `flush` (pending writes
-    /// that still broadcast, such as queued messages) and finally closes the server.
-    /// Returns the number of sockets drained.
-    fn drain_local(
-        &self,
-        plan: DrainPlan,
-        connections: Arc<SessionConnections>,
-        flush: BoxFuture<'static, ()>,
-    ) -> BoxFuture<'static, usize>;
+    /// This instance's sockets, for the drain to tell and close one by one. The default (a
+    /// handle without a local server, such as a test double) has none.
+    fn local_socket_handles(&self) -> Vec<Box<dyn LocalSocket>> {
+        Vec::new()
+    }
+    /// Closes the Socket.IO server: every remaining socket is disconnected and nothing more is
+    /// emitted (the drain's last socket step, on time or not). The default has nothing to close.
+    fn close(&self) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// One socket of this instance as the drain sees it, with its adapter type erased.
+pub trait LocalSocket: Send + Sync {
+    /// Whether the drain tells this socket ahead of closing it (WebSocket); a long-polling
+    /// client gets the notice together with its close.
+    fn notified_ahead(&self) -> bool;
+    /// Emits `server:draining` with `notice` to this socket.
+    fn tell_draining(&self, notice: &Value);
+    /// Closes this socket's transport so that its client reconnects by itself (see
+    /// `close_transport`).
+    fn close_transport(&self, connections: &SessionConnections, notice: &Value);
+}
+
+/// A local socket with adapter `A`.
+struct SocketHandle<A: Adapter>(SocketRef<A>);
+
+impl<A: Adapter> LocalSocket for SocketHandle<A> {
+    fn notified_ahead(&self) -> bool {
+        notified_ahead(&self.0)
+    }
+
+    fn tell_draining(&self, notice: &Value) {
+        if let Err(err) = self.0.emit("server:draining", notice) {
+            tracing::debug!(sid = %self.0.id, error = %err, "drain notice not delivered");
+        }
+    }
+
+    fn close_transport(&self, connections: &SessionConnections, notice: &Value) {
+        close_transport(&self.0, connections, notice);
+    }
 }
 
 /// Whether the drain tells this socket ahead of closing it. WebSocket clients get the notice
@@ -163,7 +191,8 @@ impl<A: Adapter> Broadcast for SocketIoBroadcast<A> {
     }
 
     fn local_sockets(&self) -> usize {
-        self.0.sockets().len()
+        // Through `of`: `SocketIo::sockets` panics once the drain has closed the server.
+        self.0.of("/").map_or(0, |ns| ns.sockets().len())
     }
 
     fn local_sockets_of(&self, namespace: &'static str) -> usize {
@@ -187,104 +216,18 @@ impl<A: Adapter> Broadcast for SocketIoBroadcast<A> {
         })
     }
 
-    fn drain_local(
-        &self,
-        plan: DrainPlan,
-        connections: Arc<SessionConnections>,
-        flush: BoxFuture<'static, ()>,
-    ) -> BoxFuture<'static, usize> {
+    fn local_socket_handles(&self) -> Vec<Box<dyn LocalSocket>> {
+        let Some(ns) = self.0.of("/") else {
+            return Vec::new();
+        };
+        ns.sockets()
+            .into_iter()
+            .map(|socket| Box::new(SocketHandle(socket)) as Box<dyn LocalSocket>)
+            .collect()
+    }
+
+    fn close(&self) -> BoxFuture<'static, ()> {
         let io = self.0.clone();
-        Box::pin(async move {
-            let sockets = io.sockets();
-            let batch = plan.batch_size(sockets.len());
-            let notice_ms = u64::try_from(plan.notice.as_millis()).unwrap_or(u64::MAX);
-            let interval_ms = u64::try_from(plan.batch_interval.as_millis()).unwrap_or(u64::MAX);
-            // When each socket's batch closes, plus jitter: clients that honour the hint come
-            // back spread out instead of all at once.
-            let notices: Vec<Value> = (0..sockets.len())
-                .map(|i| {
-                    let offset = interval_ms * (i / batch) as u64;
-                    let jitter = rand::thread_rng().gen_range(0..500);
-                    json!({"reconnect_after_ms": notice_ms + offset + jitter})
-                })
-                .collect();
-            for (socket, notice) in sockets.iter().zip(&notices) {
-                if notified_ahead(socket) {
-                    if let Err(err) = socket.emit("server:draining", notice) {
-                        tracing::debug!(sid = %socket.id, error = %err, "drain notice not delivered");
-                    }
-                }
-            }
-            tokio::time::sleep(plan.notice).await;
-            let started = std::time::Instant::now();
-            let total = sockets.len();
-            let mut drained = 0;
-            let mut batches = 0;
-            for (n, (chunk, chunk_notices)) in
-                sockets.chunks(batch).zip(notices.chunks(batch)).enumerate()
-            {
-                if n > 0 {
-                    tokio::time::sleep(plan.batch_interval).await;
-                }
-                for (socket, notice) in chunk.iter().zip(chunk_notices) {
-                    close_transport(socket, &connections, notice);
-                }
-                drained += chunk.len();
-                batches = n + 1;
-                tracing::info!(
-                    batch = batches,
-                    sockets = chunk.len(),
-                    "drained {}/{}",
-                    thousands(drained),
-                    thousands(total)
-                );
-            }
-            tracing::info!(
-                sockets = total,
-                batches,
-                elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-                "drained {} sockets in {batches} batches",
-                thousands(total)
-            );
-            // Give long-polling clients a moment to fetch their close packet, then close
-            // whatever is left (a transport whose connection was not found).
-            tokio::time::sleep(plan.batch_interval).await;
-            // No socket can send any more; what was accepted is stored and broadcast while
-            // the adapter still reaches the other instances.
-            flush.await;
-            io.close().await;
-            sockets.len()
-        })
-    }
-}
-
-/// `1200` → `1,200`: progress lines are read by people.
-fn thousands(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::thousands;
-
-    #[test]
-    fn counts_are_grouped_by_thousands() {
-        for (n, text) in [
-            (0, "0"),
-            (999, "999"),
-            (1_200, "1,200"),
-            (5_000, "5,000"),
-            (1_234_567, "1,234,567"),
-        ] {
-            assert_eq!(thousands(n), text);
-        }
+        Box::pin(async move { io.close().await })
     }
 }

@@ -13,6 +13,7 @@ use serde_json::json;
 use super::broadcast::Realtime;
 use crate::domain::RoomName;
 use crate::presence::{Gate, Presence, PresenceChange};
+use crate::shutdown::tasks::Tasks;
 
 /// Minimum spacing of `presence` events for one room.
 pub const PRESENCE_INTERVAL: Duration = Duration::from_secs(1);
@@ -32,15 +33,18 @@ pub struct PresenceNotifier {
     registry: Arc<dyn Presence>,
     schedule: Arc<Mutex<HashMap<String, RoomSchedule>>>,
     interval: Duration,
+    /// Owner of the delayed sends, so the drain stops them.
+    tasks: Tasks,
 }
 
 impl PresenceNotifier {
-    /// A notifier reading counts from `registry`.
-    pub fn new(registry: Arc<dyn Presence>, interval: Duration) -> Self {
+    /// A notifier reading counts from `registry`; its delayed sends are tasks of `tasks`.
+    pub fn new(registry: Arc<dyn Presence>, interval: Duration, tasks: Tasks) -> Self {
         Self {
             registry,
             schedule: Arc::default(),
             interval,
+            tasks,
         }
     }
 
@@ -78,7 +82,10 @@ impl PresenceNotifier {
         };
         let this = self.clone();
         let room = room.clone();
-        tokio::spawn(async move { this.send(room, delay, realtime).await });
+        self.tasks
+            .spawn_until_cancelled("presence_event", async move {
+                this.send(room, delay, realtime).await;
+            });
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, RoomSchedule>> {
@@ -175,21 +182,13 @@ mod tests {
         ) -> futures::future::BoxFuture<'static, ()> {
             Box::pin(async {})
         }
-        fn drain_local(
-            &self,
-            _plan: crate::shutdown::DrainPlan,
-            _connections: Arc<crate::listener::SessionConnections>,
-            _flush: futures::future::BoxFuture<'static, ()>,
-        ) -> futures::future::BoxFuture<'static, usize> {
-            Box::pin(async { 0 })
-        }
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_burst_of_changes_gives_one_event_now_and_one_with_the_final_count() {
         let presence: Arc<dyn Presence> =
             Arc::new(crate::presence::local::PresenceRegistry::default());
-        let notifier = PresenceNotifier::new(presence.clone(), PRESENCE_INTERVAL);
+        let notifier = PresenceNotifier::new(presence.clone(), PRESENCE_INTERVAL, Tasks::default());
         let recorder = Arc::new(Recorder::default());
         let room = RoomName::parse("lobby").expect("room");
         for user in 1..=5 {

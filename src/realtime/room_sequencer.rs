@@ -205,7 +205,8 @@ pub async fn submit<A: Adapter>(
     }
     drop(rooms);
     let span = tracing::info_span!("room_sequencer", room = %room);
-    tokio::spawn(
+    app.tasks.spawn(
+        "room_sequencer",
         Sequencer {
             app: app.clone(),
             io: io.clone(),
@@ -276,10 +277,14 @@ impl<A: Adapter> Sequencer<A> {
                     if let Some(previous) = publishing.take() {
                         let _ = previous.await;
                     }
-                    publishing = Some(tokio::spawn(
-                        publish(self.io.clone(), self.app.clone(), stored, waiters)
-                            .in_current_span(),
-                    ));
+                    // Awaited before the next publish and before retiring.
+                    publishing = Some(
+                        self.app.tasks.spawn(
+                            "room_publish",
+                            publish(self.io.clone(), self.app.clone(), stored, waiters)
+                                .in_current_span(),
+                        ),
+                    );
                 }
                 Err(err) => {
                     self.app.metrics.database_errors.inc();

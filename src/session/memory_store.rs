@@ -4,8 +4,9 @@
 //! every session ever created (an anonymous visitor's opt-out creates one) stays in memory for
 //! the life of the process. This store keeps the same map and deletes expired records twice
 //! over: `load` drops an expired record it finds, and a sweep task deletes every expired record
-//! each `SESSION_SWEEP_INTERVAL_SECS`. The sweep task holds the map weakly and ends when the
-//! store is dropped, so it needs no shutdown of its own.
+//! each `SESSION_SWEEP_INTERVAL_SECS`. The sweep task belongs to the app's `Tasks` and stops
+//! when the drain stops background tasks; it holds the map weakly, so it also ends when the
+//! store is dropped.
 //!
 //! The invariant: no record outlives its expiry by more than one sweep interval, so memory is
 //! bounded by the sessions created within one session lifetime.
@@ -18,7 +19,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
-use tracing::Instrument;
+
+use crate::shutdown::tasks::Tasks;
 
 type Records = Mutex<HashMap<Id, Record>>;
 
@@ -29,12 +31,11 @@ pub struct ExpiringMemoryStore {
 }
 
 impl ExpiringMemoryStore {
-    /// A store whose expired records are swept every `sweep_every` by a task on the current
-    /// runtime.
-    pub fn with_sweeper(sweep_every: Duration) -> Self {
+    /// A store whose expired records are swept every `sweep_every` by a task of `tasks`.
+    pub fn with_sweeper(sweep_every: Duration, tasks: &Tasks) -> Self {
         let store = Self::default();
         let records = Arc::downgrade(&store.records);
-        tokio::spawn(sweep(records, sweep_every).instrument(tracing::info_span!("session_sweep")));
+        tasks.spawn_until_cancelled("session_sweep", sweep(records, sweep_every));
         store
     }
 
@@ -163,7 +164,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_sweeper_runs_on_its_interval_and_ends_with_the_store() {
-        let store = ExpiringMemoryStore::with_sweeper(Duration::from_secs(5));
+        let store = ExpiringMemoryStore::with_sweeper(Duration::from_secs(5), &Tasks::default());
         store
             .save(&record(1, time::Duration::seconds(-1)))
             .await

@@ -28,3 +28,4 @@ mod recovery;
 mod redis_cluster;
 mod runtime_stats;
 mod sequencer;
+mod shutdown;

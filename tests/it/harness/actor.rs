@@ -56,6 +56,15 @@ impl Actor {
             .unwrap_or_else(|e| panic!("actor printed non-JSON ({e}): {line}"))
     }
 
+    /// Starts one command without waiting for its result (one that will not be answered in
+    /// time, such as a message the database holds).
+    pub async fn start(&mut self, command: &str) {
+        self.stdin
+            .write_all(format!("{command}\n").as_bytes())
+            .await
+            .expect("actor stdin");
+    }
+
     /// Runs one command and returns its result line (skipping unrelated lines).
     pub async fn run(&mut self, command: &str) -> Value {
         self.stdin

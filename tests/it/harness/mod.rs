@@ -34,10 +34,12 @@ pub struct TestApp {
     pub addr: SocketAddr,
     /// Client with its own cookie jar.
     pub client: Client,
-    /// The app's shared state (database, metrics).
+    /// The app's shared state (database, metrics, the tasks it owns).
     pub state: AppState,
+    /// The app's Socket.IO handle, as the HTTP layer uses it.
+    pub realtime: roomcast::realtime::broadcast::Realtime,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<roomcast::shutdown::DrainReport>>,
+    task: Option<JoinHandle<roomcast::shutdown::plan::DrainReport>>,
     _dir: TempDir,
 }
 
@@ -171,6 +173,7 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     let app = App::build(config).await.expect("app builds");
     let addr = app.local_addr().expect("bound address");
     let state = app.state().clone();
+    let realtime = app.realtime();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
@@ -180,6 +183,7 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         addr,
         client: browser(),
         state,
+        realtime,
         stop: Some(stop),
         task: Some(task),
         _dir: dir,
@@ -254,7 +258,7 @@ impl TestApp {
     pub async fn stopped_by_itself(
         &mut self,
         within: Duration,
-    ) -> Option<roomcast::shutdown::DrainReport> {
+    ) -> Option<roomcast::shutdown::plan::DrainReport> {
         let task = self.task.as_mut().expect("task");
         let report = tokio::time::timeout(within, task).await.ok()?;
         self.task = None;
@@ -262,7 +266,7 @@ impl TestApp {
     }
 
     /// Triggers the drain and waits for the app to finish.
-    pub async fn stop(mut self) -> roomcast::shutdown::DrainReport {
+    pub async fn stop(mut self) -> roomcast::shutdown::plan::DrainReport {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
