@@ -30,6 +30,7 @@ use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::coordination::jobs::{self, JobScheduler, RetentionSettings};
 use crate::coordination::registry::HEARTBEAT;
+use crate::http::HttpState;
 use crate::listener::{ConnectionLimits, GuardedListener};
 use crate::metrics::Metrics;
 use crate::pipeline::analytics_stream::AnalyticsConsumer;
@@ -39,8 +40,7 @@ use crate::rate_limit::local::KeyedLimit;
 use crate::rate_limit::redis::{RedisMessageLimit, RedisRegisterLimit};
 use crate::rate_limit::{EventLimits, MessageRateLimiter, RegisterRateLimiter};
 use crate::realtime::broadcast::{Realtime, SocketIoBroadcast};
-use crate::realtime::presence_events::{PRESENCE_INTERVAL, PresenceNotifier};
-use crate::realtime::room_sequencer::RoomSequencers;
+use crate::realtime::state::RealtimeState;
 use crate::redis::RedisError;
 use crate::server::Serving;
 use crate::session::encrypted_store::EncryptedStore;
@@ -49,7 +49,7 @@ use crate::session::{self, SharedStore};
 use crate::shutdown::plan::{Deadline, DrainReport};
 use crate::shutdown::state::DrainState;
 use crate::shutdown::tasks::Tasks;
-use crate::state::{AppState, AppStateInner, HttpState};
+use crate::state::{AppState, AppStateInner};
 use crate::storage::{Database, StorageError};
 use crate::{http, realtime};
 
@@ -175,6 +175,7 @@ pub struct App {
     router: Router,
     state: AppState,
     realtime: Realtime,
+    realtime_state: RealtimeState,
     consumer: Option<AnalyticsConsumer>,
 }
 
@@ -313,18 +314,12 @@ impl App {
             ),
             event_limits: EventLimits::new(&config),
             register_limiter,
-            presence_notifier: PresenceNotifier::new(
-                presence.clone(),
-                PRESENCE_INTERVAL,
-                tasks.clone(),
-            ),
             presence,
             cluster,
             metrics,
             drain: DrainState::default(),
             tasks: tasks.clone(),
             session_connections: Arc::default(),
-            sequencers: RoomSequencers::default(),
             started: Instant::now(),
             started_at: OffsetDateTime::now_utc(),
             advertised_address: std::sync::OnceLock::new(),
@@ -334,12 +329,13 @@ impl App {
         });
 
         // The adapter type is decided here and nowhere else.
-        let (router, realtime) = match driver {
+        let (router, realtime, realtime_state) = match driver {
             None => {
-                let (layer, io) = realtime::build(&state, SocketIo::builder());
+                let (layer, io, realtime_state) = realtime::build(&state, SocketIo::builder());
                 realtime::register_namespace::<LocalAdapter>(&io);
                 crate::operator::live_view::register_namespace::<LocalAdapter>(&io);
-                assemble(&state, layer, io)
+                let (router, realtime) = assemble(&state, layer, io);
+                (router, realtime, realtime_state)
             }
             Some(driver) => {
                 let adapter = RedisAdapterCtr::new_with_driver(
@@ -347,14 +343,15 @@ impl App {
                     RedisAdapterConfig::new().with_prefix(ADAPTER_PREFIX),
                 );
                 let builder = SocketIo::builder().with_adapter::<ClusterAdapter>(adapter);
-                let (layer, io) = realtime::build(&state, builder);
+                let (layer, io, realtime_state) = realtime::build(&state, builder);
                 realtime::register_namespace::<ClusterAdapter>(&io)
                     .await
                     .map_err(|e| StartError::Adapter(e.to_string()))?;
                 crate::operator::live_view::register_namespace::<ClusterAdapter>(&io)
                     .await
                     .map_err(|e| StartError::Adapter(e.to_string()))?;
-                assemble(&state, layer, io)
+                let (router, realtime) = assemble(&state, layer, io);
+                (router, realtime, realtime_state)
             }
         };
         Ok(Self {
@@ -362,6 +359,7 @@ impl App {
             router,
             state,
             realtime,
+            realtime_state,
             consumer,
         })
     }
@@ -375,6 +373,11 @@ impl App {
     /// (`state().tasks`).
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// Realtime's own state, for tests that watch the room sequencers.
+    pub fn realtime_state(&self) -> &RealtimeState {
+        &self.realtime_state
     }
 
     /// The Socket.IO handle, for tests that emit as the HTTP layer does (and see it refused
@@ -394,6 +397,7 @@ impl App {
             router,
             state,
             realtime,
+            realtime_state,
             consumer,
         } = self;
         let tasks = state.tasks.clone();
@@ -416,7 +420,7 @@ impl App {
             () = http.stopped() => {}
         }
 
-        crate::shutdown::sequence::drain(&state, &realtime, http).await
+        crate::shutdown::sequence::drain(&state, &realtime, realtime_state.sequencers(), http).await
     }
 }
 

@@ -1,15 +1,16 @@
 //! The shared application state, assembled once in `App::build`.
 //!
-//! `AppState` holds everything handlers need except the Socket.IO handle; HTTP handlers get it
-//! together with the type-erased `Realtime` handle through `HttpState`. Socket.IO handlers get
-//! `AppState` through socketioxide's `State` extractor and the `SocketIo<A>` from their own
-//! extractor, so neither side depends on the other's construction order.
+//! `AppState` holds everything handlers need except what belongs to the Socket.IO side; HTTP
+//! handlers get it together with the type-erased `Realtime` handle through `http::HttpState`.
+//! Socket.IO handlers get `AppState`, and realtime's own `realtime::state::RealtimeState`,
+//! through socketioxide's `State` extractor and the `SocketIo<A>` from their own extractor, so
+//! neither side depends on the other's construction order, and this module depends on
+//! nothing above it.
 
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::FromRef;
 use time::OffsetDateTime;
 use tower_sessions::cookie::Key;
 
@@ -20,9 +21,6 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
 use crate::rate_limit::MessageRateLimiter;
-use crate::realtime::broadcast::Realtime;
-use crate::realtime::presence_events::PresenceNotifier;
-use crate::realtime::room_sequencer::RoomSequencers;
 use crate::session::SharedStore;
 use crate::shutdown::state::DrainState;
 use crate::shutdown::tasks::Tasks;
@@ -70,8 +68,6 @@ pub struct AppStateInner {
     pub register_limiter: crate::rate_limit::RegisterRateLimiter,
     /// Room membership counts.
     pub presence: Arc<dyn Presence>,
-    /// Coalesced presence events.
-    pub presence_notifier: PresenceNotifier,
     /// Redis-backed parts; `None` in embedded mode.
     pub cluster: Option<Cluster>,
     /// Prometheus metrics.
@@ -83,9 +79,6 @@ pub struct AppStateInner {
     pub tasks: Tasks,
     /// Which connections each Engine.IO session used, so the drain can close them.
     pub session_connections: Arc<crate::listener::SessionConnections>,
-    /// One sequencer per room with traffic: batches a room's messages into one store and
-    /// publishes them in seq order.
-    pub sequencers: RoomSequencers,
     /// Monotonic start, for uptime.
     pub started: Instant,
     /// Wall-clock start, for `/health`.
@@ -94,27 +87,6 @@ pub struct AppStateInner {
     pub operator: OperatorState,
     /// Where this instance listens, as published in the registry; set once the server runs.
     pub advertised_address: std::sync::OnceLock<String>,
-}
-
-/// State of HTTP handlers: the shared state plus the realtime handle.
-#[derive(Clone)]
-pub struct HttpState {
-    /// Shared state.
-    pub app: AppState,
-    /// Cross-instance room operations.
-    pub realtime: Realtime,
-}
-
-impl FromRef<HttpState> for AppState {
-    fn from_ref(state: &HttpState) -> Self {
-        state.app.clone()
-    }
-}
-
-impl FromRef<HttpState> for Realtime {
-    fn from_ref(state: &HttpState) -> Self {
-        state.realtime.clone()
-    }
 }
 
 /// What the operator view (`operator`) keeps between pushes.

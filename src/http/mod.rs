@@ -22,7 +22,7 @@ pub mod rooms;
 pub mod static_files;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::routing::{get, post};
 use socketioxide::adapter::Adapter;
@@ -32,11 +32,33 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 
+use crate::realtime::broadcast::Realtime;
 use crate::session;
-use crate::state::HttpState;
+use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const INSTANCE_ID: HeaderName = HeaderName::from_static("x-instance-id");
+
+/// State of HTTP handlers: the shared state plus the realtime handle.
+#[derive(Clone)]
+pub struct HttpState {
+    /// Shared state.
+    pub app: AppState,
+    /// Cross-instance room operations.
+    pub realtime: Realtime,
+}
+
+impl FromRef<HttpState> for AppState {
+    fn from_ref(state: &HttpState) -> Self {
+        state.app.clone()
+    }
+}
+
+impl FromRef<HttpState> for Realtime {
+    fn from_ref(state: &HttpState) -> Self {
+        state.realtime.clone()
+    }
+}
 
 /// Builds the complete HTTP service for `state`, with Socket.IO mounted by `socketio`.
 pub fn router<A: Adapter>(state: HttpState, socketio: SocketIoLayer<A>) -> Router {

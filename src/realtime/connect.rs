@@ -19,6 +19,7 @@ use super::broadcast::SocketIoBroadcast;
 use super::context::SocketContext;
 use super::events;
 use super::recovery::{self, PendingResume, ResumeRequest};
+use super::state::RealtimeState;
 use crate::auth::{SESSION_USER_KEY, SessionUser};
 use crate::session::{load_active, session_id_from_headers, session_room};
 use crate::state::AppState;
@@ -41,7 +42,7 @@ pub enum ConnectRefused {
 pub async fn authenticate<A: Adapter>(
     socket: SocketRef<A>,
     io: SocketIo<A>,
-    State(app): State<AppState>,
+    State(app): State<RealtimeState>,
     TryData(auth): TryData<serde_json::Value>,
 ) -> Result<(), ConnectRefused> {
     if app.drain.is_draining() {
@@ -100,7 +101,7 @@ pub async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(app): State<AppS
 async fn on_disconnect<A: Adapter>(
     socket: SocketRef<A>,
     io: SocketIo<A>,
-    State(app): State<AppState>,
+    State(app): State<RealtimeState>,
     reason: DisconnectReason,
 ) {
     app.session_connections.forget(&socket.id.to_string());
@@ -112,7 +113,7 @@ async fn on_disconnect<A: Adapter>(
     for room in ctx.take_rooms() {
         match app.presence.leave(&room, ctx.user.id).await {
             Ok(change) if change.changed => {
-                app.presence_notifier
+                app.presence_notifier()
                     .changed(&room, change, realtime.clone())
             }
             Ok(_) => {}

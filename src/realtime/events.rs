@@ -17,6 +17,7 @@ use super::ack::{AckError, reply};
 use super::broadcast::{Realtime, SocketIoBroadcast};
 use super::context::{Ctx, InFlight, InFlightSlot, Ordered, SocketContext};
 use super::room_sequencer;
+use super::state::RealtimeState;
 use crate::domain::{MessageText, RoomName};
 use crate::error_code::ErrorCode;
 use crate::metrics::Metrics;
@@ -76,7 +77,7 @@ pub async fn join<A: Adapter>(
     io: SocketIo<A>,
     Ctx(ctx): Ctx,
     InFlight(slot): InFlight,
-    State(app): State<AppState>,
+    State(app): State<RealtimeState>,
     TryData(payload): TryData<RoomRequest>,
     ack: AckSender<A>,
 ) {
@@ -102,7 +103,7 @@ pub(super) async fn enter_room<A: Adapter>(
     socket: &SocketRef<A>,
     io: &SocketIo<A>,
     ctx: &SocketContext,
-    app: &AppState,
+    app: &RealtimeState,
     room: &RoomName,
 ) -> Result<(), AckError> {
     if ctx.add_room_within(room, app.config.max_rooms_per_socket)? {
@@ -116,7 +117,7 @@ pub(super) async fn enter_room<A: Adapter>(
             }
         };
         if change.changed {
-            app.presence_notifier
+            app.presence_notifier()
                 .changed(room, change, realtime(io.clone()));
         }
     }
@@ -128,14 +129,14 @@ pub(super) async fn exit_room<A: Adapter>(
     socket: &SocketRef<A>,
     io: &SocketIo<A>,
     ctx: &SocketContext,
-    app: &AppState,
+    app: &RealtimeState,
     room: &RoomName,
 ) -> Result<(), AckError> {
     if ctx.remove_room(room) {
         socket.leave(room.as_str().to_owned());
         let change = app.presence.leave(room, ctx.user.id).await?;
         if change.changed {
-            app.presence_notifier
+            app.presence_notifier()
                 .changed(room, change, realtime(io.clone()));
         }
     }
@@ -148,7 +149,7 @@ pub async fn leave<A: Adapter>(
     io: SocketIo<A>,
     Ctx(ctx): Ctx,
     InFlight(slot): InFlight,
-    State(app): State<AppState>,
+    State(app): State<RealtimeState>,
     TryData(payload): TryData<RoomRequest>,
     ack: AckSender<A>,
 ) {
@@ -174,7 +175,7 @@ pub async fn message<A: Adapter>(
     Ctx(ctx): Ctx,
     InFlight(slot): InFlight,
     Ordered(mut turn): Ordered,
-    State(app): State<AppState>,
+    State(app): State<RealtimeState>,
     TryData(payload): TryData<MessageRequest>,
     ack: AckSender<A>,
 ) {
@@ -200,7 +201,7 @@ pub async fn message<A: Adapter>(
             author: ctx.user.clone(),
             text,
         };
-        room_sequencer::submit(&app, &io, room, message, received).await
+        room_sequencer::submit(&app, app.sequencers(), &io, room, message, received).await
     }
     .await;
     drop(turn);

@@ -14,6 +14,7 @@ pub mod ordering;
 pub mod presence_events;
 pub mod recovery;
 pub mod room_sequencer;
+pub mod state;
 
 use std::time::Duration;
 
@@ -23,20 +24,24 @@ use socketioxide::layer::SocketIoLayer;
 use socketioxide::{ParserConfig, SocketIo, SocketIoBuilder};
 
 use crate::state::AppState;
+use state::RealtimeState;
 
 /// Engine.IO ping interval; proxies must allow idle reads longer than this (see nginx.conf).
 pub const PING_INTERVAL: Duration = Duration::from_secs(25);
 /// Time a client has to answer a ping.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Creates the Socket.IO layer and server handle with adapter state `adapter`.
+/// Creates the Socket.IO layer and server handle with adapter state `adapter`, and
+/// realtime's own state, which handlers get beside `AppState`.
 pub fn build<A: Adapter>(
     app: &AppState,
     builder: SocketIoBuilder<A>,
-) -> (SocketIoLayer<A>, SocketIo<A>) {
+) -> (SocketIoLayer<A>, SocketIo<A>, RealtimeState) {
     let max_payload = app.config.socketio_max_payload;
-    builder
+    let realtime_state = RealtimeState::new(app);
+    let (layer, io) = builder
         .with_state(app.clone())
+        .with_state(realtime_state.clone())
         .ping_interval(PING_INTERVAL)
         .ping_timeout(PING_TIMEOUT)
         .connect_timeout(Duration::from_secs(10))
@@ -56,7 +61,8 @@ pub fn build<A: Adapter>(
                 .max_incoming_binary_buf_size(max_payload as usize)
                 .packet_completion_timeout(Duration::from_secs(5)),
         )
-        .build_layer()
+        .build_layer();
+    (layer, io, realtime_state)
 }
 
 /// Registers the `/` namespace. Returns the adapter's init result, which remote adapters

@@ -36,6 +36,7 @@ use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 use super::ack::{AckError, reply};
 use super::context::{Ctx, InFlight, SocketContext};
 use super::events::{admit, enter_room, exit_room};
+use super::state::RealtimeState;
 use crate::domain::RoomName;
 use crate::error_code::ErrorCode;
 use crate::metrics::Metrics;
@@ -300,7 +301,7 @@ pub async fn rejoin<A: Adapter>(
     socket: &SocketRef<A>,
     io: &SocketIo<A>,
     ctx: &SocketContext,
-    app: &AppState,
+    app: &RealtimeState,
     request: &ResumeRequest,
 ) -> Result<(), AckError> {
     let mut entered = Vec::new();
@@ -326,7 +327,7 @@ pub async fn resume<A: Adapter>(
     io: SocketIo<A>,
     Ctx(ctx): Ctx,
     InFlight(slot): InFlight,
-    State(app): State<AppState>,
+    State(app): State<RealtimeState>,
     TryData(payload): TryData<Value>,
     ack: AckSender<A>,
 ) {

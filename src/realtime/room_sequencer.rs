@@ -153,12 +153,12 @@ impl RoomSequencers {
 /// socket's order.
 pub async fn submit<A: Adapter>(
     app: &AppState,
+    sequencers: &RoomSequencers,
     io: &SocketIo<A>,
     room: RoomName,
     message: NewMessage,
     received: Instant,
 ) -> Result<oneshot::Receiver<Outcome>, AckError> {
-    let sequencers = &app.sequencers;
     let shutting_down = || {
         AckError::new(
             ErrorCode::Unavailable,
@@ -209,6 +209,7 @@ pub async fn submit<A: Adapter>(
         "room_sequencer",
         Sequencer {
             app: app.clone(),
+            sequencers: sequencers.clone(),
             io: io.clone(),
             room,
             generation,
@@ -222,6 +223,7 @@ pub async fn submit<A: Adapter>(
 /// The task that owns one room's queue.
 struct Sequencer<A: Adapter> {
     app: AppState,
+    sequencers: RoomSequencers,
     io: SocketIo<A>,
     room: RoomName,
     generation: u64,
@@ -230,11 +232,11 @@ struct Sequencer<A: Adapter> {
 impl<A: Adapter> Sequencer<A> {
     async fn run(self, mut queue: mpsc::UnboundedReceiver<Pending>) {
         let _registration = Registration {
-            sequencers: self.app.sequencers.clone(),
+            sequencers: self.sequencers.clone(),
             room: self.room.clone(),
             generation: self.generation,
         };
-        let closing = self.app.sequencers.0.closing.clone();
+        let closing = self.sequencers.0.closing.clone();
         let mut publishing: Option<JoinHandle<()>> = None;
         let mut batch = Vec::with_capacity(MAX_BATCH);
         loop {
@@ -300,7 +302,7 @@ impl<A: Adapter> Sequencer<A> {
     /// Removes this sequencer from the registry if its queue is still empty; under the lock
     /// that `submit` holds, so no message can slip in between.
     fn retire(&self, queue: &mpsc::UnboundedReceiver<Pending>) -> bool {
-        let mut rooms = self.app.sequencers.lock();
+        let mut rooms = self.sequencers.lock();
         if !queue.is_empty() {
             return false;
         }
@@ -309,7 +311,7 @@ impl<A: Adapter> Sequencer<A> {
             .is_some_and(|entry| entry.generation == self.generation)
         {
             rooms.remove(&self.room);
-            self.app.sequencers.0.live.send_modify(|n| *n -= 1);
+            self.sequencers.0.live.send_modify(|n| *n -= 1);
         }
         true
     }

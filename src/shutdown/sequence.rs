@@ -9,15 +9,21 @@ use std::time::Instant;
 use super::close_sockets;
 use super::plan::{Deadline, DrainPlan, DrainReport};
 use crate::realtime::broadcast::Realtime;
+use crate::realtime::room_sequencer::RoomSequencers;
 use crate::server::Serving;
 use crate::state::AppState;
 
 /// Drains this instance and returns what the drain did; the process may exit afterwards.
 ///
-/// `http` is the running server, `realtime` the Socket.IO server, and `app.tasks` the owner of
-/// every background task. The whole drain takes at most `SHUTDOWN_TIMEOUT_SECS`; socket work at
-/// most half of it.
-pub async fn drain(app: &AppState, realtime: &Realtime, mut http: Serving) -> DrainReport {
+/// `http` is the running server, `realtime` the Socket.IO server, `sequencers` the rooms'
+/// message queues, and `app.tasks` the owner of every background task. The whole drain takes
+/// at most `SHUTDOWN_TIMEOUT_SECS`; socket work at most half of it.
+pub async fn drain(
+    app: &AppState,
+    realtime: &Realtime,
+    sequencers: &RoomSequencers,
+    mut http: Serving,
+) -> DrainReport {
     let started = Instant::now();
     let plan = DrainPlan::new(app.config.shutdown_timeout);
     let deadline = Deadline::after(plan.timeout);
@@ -37,7 +43,7 @@ pub async fn drain(app: &AppState, realtime: &Realtime, mut http: Serving) -> Dr
     let socket_work = close_sockets::within_socket_budget(plan, realtime.as_ref(), async {
         let sockets =
             close_sockets::tell_and_close(realtime.as_ref(), plan, &app.session_connections).await;
-        flush_room_sequencers(app).await;
+        flush_room_sequencers(sequencers).await;
         sockets
     })
     .await;
@@ -79,8 +85,8 @@ pub async fn drain(app: &AppState, realtime: &Realtime, mut http: Serving) -> Dr
 /// Stops the room sequencers taking messages and waits until every queued one is stored and
 /// published. Runs before the Socket.IO server closes, so the flushed messages still reach
 /// their rooms.
-async fn flush_room_sequencers(app: &AppState) {
-    app.sequencers.flush().await;
+async fn flush_room_sequencers(sequencers: &RoomSequencers) {
+    sequencers.flush().await;
 }
 
 /// Removes this instance from the registry, tells operators, and closes the adapter's and

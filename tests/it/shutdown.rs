@@ -103,7 +103,7 @@ async fn socket_work_past_half_the_budget_still_closes_the_socketio_server() {
     lock.run("BEGIN; SELECT value FROM counters WHERE name = 'messages' FOR UPDATE;")
         .await;
     actor.start("say lobby held by the lock").await;
-    let sequencers = app.state.sequencers.clone();
+    let sequencers = app.realtime_state.sequencers().clone();
     wait_until(
         Duration::from_secs(10),
         "the message reaches its room's sequencer",

@@ -38,6 +38,8 @@ pub struct TestApp {
     pub state: AppState,
     /// The app's Socket.IO handle, as the HTTP layer uses it.
     pub realtime: roomcast::realtime::broadcast::Realtime,
+    /// Realtime's own state (the room sequencers).
+    pub realtime_state: roomcast::realtime::state::RealtimeState,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<roomcast::shutdown::plan::DrainReport>>,
     _dir: TempDir,
@@ -174,6 +176,7 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     let addr = app.local_addr().expect("bound address");
     let state = app.state().clone();
     let realtime = app.realtime();
+    let realtime_state = app.realtime_state().clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
@@ -184,6 +187,7 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         client: browser(),
         state,
         realtime,
+        realtime_state,
         stop: Some(stop),
         task: Some(task),
         _dir: dir,
