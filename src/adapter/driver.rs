@@ -99,7 +99,8 @@ impl Transport {
 /// channel that drops the oldest when the reader falls behind (its default holds 32), so on a
 /// busy machine a burst from the other instances was lost while the pump waited for a
 /// core: 115 of 900 messages in one test run. 2,048 messages absorb half a second of the
-/// one-room maximum; the buffers cost about 3.5 MiB per instance, allocated once.
+/// one-room maximum; the client's buffers then cost about 1.1 MiB more per instance
+/// (resident size of an idle instance, 3 runs each way), allocated once.
 const RECEIVE_BUFFER: usize = 2048;
 
 struct Shared {
