@@ -83,7 +83,7 @@ fn entry_of(top: &str, sub: Option<&str>) -> String {
     }
 }
 
-/// The entry a file under `src/` belongs to: `cluster/presence.rs` → `cluster`,
+/// The entry a file under `src/` belongs to: `presence/redis.rs` → `presence`,
 /// `shutdown/state.rs` → `shutdown::state`.
 fn module_of(relative: &Path) -> String {
     let mut parts = relative
@@ -295,7 +295,7 @@ fn a_submodule_entry_places_its_file_and_its_imports_apart() {
     assert_eq!(module_of(Path::new("shutdown/tasks.rs")), "shutdown::tasks");
     assert_eq!(module_of(Path::new("shutdown/mod.rs")), "shutdown");
     assert_eq!(module_of(Path::new("shutdown/sequence.rs")), "shutdown");
-    assert_eq!(module_of(Path::new("cluster/presence.rs")), "cluster");
+    assert_eq!(module_of(Path::new("presence/redis.rs")), "presence");
     let code = "use crate::shutdown::state::DrainState;\n\
                 use crate::shutdown::{plan::Deadline, tasks::Tasks};\n\
                 use crate::{shutdown::sequence, config::Config};\n\
