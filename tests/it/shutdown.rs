@@ -29,6 +29,18 @@ async fn wait_until(
     }
 }
 
+/// No socket is left and an emit is refused: the Socket.IO server is closed.
+async fn assert_socketio_closed(realtime: &roomcast::realtime::broadcast::Realtime) {
+    assert_eq!(realtime.local_sockets(), 0, "no socket outlives the drain");
+    assert!(
+        realtime
+            .emit("lobby".to_owned(), "notification", json!({"n": 1}))
+            .await
+            .is_err(),
+        "an emit after the drain must be refused: the Socket.IO server is closed"
+    );
+}
+
 #[tokio::test]
 async fn after_the_drain_no_background_task_is_left_and_the_socketio_server_is_closed() {
     let redis = RedisServer::start().await;
@@ -75,14 +87,7 @@ async fn after_the_drain_no_background_task_is_left_and_the_socketio_server_is_c
     assert!(report.socketio_closed, "{report:?}");
     assert!(report.http_finished, "{report:?}");
     assert_eq!(report.sockets, 1, "{report:?}");
-    assert_eq!(realtime.local_sockets(), 0, "no socket outlives the drain");
-    assert!(
-        realtime
-            .emit("lobby".to_owned(), "notification", json!({"n": 1}))
-            .await
-            .is_err(),
-        "an emit after the drain must be refused: the Socket.IO server is closed"
-    );
+    assert_socketio_closed(&realtime).await;
     actor.quit().await;
 }
 
@@ -130,14 +135,7 @@ async fn socket_work_past_half_the_budget_still_closes_the_socketio_server() {
         report.socketio_closed,
         "the timeout path must close the Socket.IO server: {report:?}"
     );
-    assert_eq!(realtime.local_sockets(), 0, "no socket outlives the drain");
-    assert!(
-        realtime
-            .emit("lobby".to_owned(), "notification", json!({"n": 1}))
-            .await
-            .is_err(),
-        "an emit after the drain must be refused"
-    );
+    assert_socketio_closed(&realtime).await;
     assert!(
         report.tasks_abandoned >= 1,
         "the sequencer held by the database is reported at the deadline: {report:?}"
