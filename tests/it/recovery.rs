@@ -3,15 +3,12 @@
 //! (`tests/js/recovery/scenario.mjs`): a reconnecting client gets exactly what it missed, in
 //! order, on any instance, and its rooms back.
 
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-use tokio::process::{Child, Command};
 
 use crate::harness::cluster::TestCluster;
-use crate::harness::process::capture_output;
+use crate::harness::scenario::{NodeScenario, instance_logs};
 
 /// Senders write as fast as acks come back; the per-user limit is not what is tested here.
 const FAST_SENDERS: [(&str, &str); 2] = [
@@ -20,110 +17,25 @@ const FAST_SENDERS: [(&str, &str); 2] = [
 ];
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(240);
 
-/// One run of `recovery/scenario.mjs`, its output collected line by line.
-struct Scenario {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    name: String,
-}
-
-impl Scenario {
-    fn start(name: &str, cluster: &TestCluster) -> Self {
-        let mut child = Command::new("node")
-            .arg("recovery/scenario.mjs")
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js"))
-            .env("URLS", cluster.urls())
-            .env("SCENARIO", name)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|err| panic!("node recovery/scenario.mjs: {err}"));
-        let lines = capture_output(&mut child);
-        Self {
-            child,
-            lines,
-            name: name.to_owned(),
-        }
-    }
-
-    fn output(&self) -> String {
-        self.lines.lock().expect("output lines").join("\n")
-    }
-
-    /// Waits until the script prints `line`.
-    async fn wait_for(&mut self, line: &str) {
-        let deadline = Instant::now() + SCENARIO_TIMEOUT;
-        while !self
-            .lines
-            .lock()
-            .expect("output lines")
-            .iter()
-            .any(|l| l == line)
-        {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                panic!(
-                    "scenario {} ended ({status}) before `{line}`:\n{}",
-                    self.name,
-                    self.output()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "scenario {} did not print `{line}`:\n{}",
-                self.name,
-                self.output()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    /// Waits for the script to end and returns its `RESULT` JSON, or panics with its output
-    /// and `context` (server logs).
-    async fn result(mut self, context: impl Fn() -> String) -> Value {
-        let status = tokio::time::timeout(SCENARIO_TIMEOUT, self.child.wait()).await;
-        // Let the readers take the last lines.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let output = self.output();
-        let ok = matches!(&status, Ok(Ok(s)) if s.success());
-        let result = output
-            .lines()
-            .find_map(|l| l.strip_prefix("RESULT "))
-            .and_then(|json| serde_json::from_str::<Value>(json).ok());
-        match (ok, result) {
-            (true, Some(result)) => result,
-            _ => panic!(
-                "scenario {} failed ({status:?}):\n{output}\n{}",
-                self.name,
-                context()
-            ),
-        }
-    }
+/// One run of `recovery/scenario.mjs` against `cluster`.
+fn scenario(name: &str, cluster: &TestCluster) -> NodeScenario {
+    NodeScenario::start(
+        "recovery/scenario.mjs",
+        name,
+        &cluster.urls(),
+        &[],
+        SCENARIO_TIMEOUT,
+    )
 }
 
 fn logs(cluster: &TestCluster) -> String {
-    cluster
-        .instances
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("--- web-{} ---\n{}", i + 1, tail(&p.output(), 60)))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+    instance_logs(&cluster.instances, 60)
 }
 
 #[tokio::test]
 async fn a_client_back_on_another_instance_gets_exactly_the_200_it_missed_then_live_traffic() {
     let cluster = TestCluster::start_with_env(3, &FAST_SENDERS).await;
-    let result = Scenario::start("missed", &cluster)
-        .result(|| logs(&cluster))
-        .await;
+    let result = scenario("missed", &cluster).result(|| logs(&cluster)).await;
     eprintln!("missed: {result}");
     assert_eq!(result["missed"], 200, "{result}");
     assert_eq!(result["replayed"], 200, "{result}");
@@ -146,7 +58,7 @@ async fn a_client_back_on_another_instance_gets_exactly_the_200_it_missed_then_l
 #[tokio::test]
 async fn messages_arriving_during_the_replay_are_delivered_once_and_in_order() {
     let cluster = TestCluster::start_with_env(3, &FAST_SENDERS).await;
-    let result = Scenario::start("during_replay", &cluster)
+    let result = scenario("during_replay", &cluster)
         .result(|| logs(&cluster))
         .await;
     eprintln!("during replay: {result}");
@@ -165,9 +77,7 @@ async fn a_reconnect_past_the_window_gets_the_reload_event() {
         ("RECOVERY_MAX_MESSAGES", "50"),
     ]);
     let cluster = TestCluster::start_with_env(2, &env).await;
-    let result = Scenario::start("window", &cluster)
-        .result(|| logs(&cluster))
-        .await;
+    let result = scenario("window", &cluster).result(|| logs(&cluster)).await;
     eprintln!("window: {result}");
     assert_eq!(result["expired"]["reason"], "expired", "{result}");
     assert_eq!(result["too_many"]["reason"], "too_many", "{result}");
@@ -180,8 +90,8 @@ async fn a_reconnect_past_the_window_gets_the_reload_event() {
 #[tokio::test]
 async fn a_drained_instances_clients_all_recover_on_the_others_with_nothing_lost() {
     let mut cluster = TestCluster::start_with_env(3, &FAST_SENDERS).await;
-    let mut scenario = Scenario::start("drain", &cluster);
-    scenario.wait_for("READY").await;
+    let mut scenario = scenario("drain", &cluster);
+    scenario.wait_for("READY", || logs(&cluster)).await;
     cluster.instances[0].signal("TERM");
     let result = scenario.result(|| logs(&cluster)).await;
     eprintln!("drain: {result}");

@@ -3,17 +3,12 @@
 //! under a queue, and a drain with messages still queued (`tests/js/sequencer/scenario.mjs`
 //! plays the clients; this side starts the servers and injects the faults).
 
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use serde_json::Value;
-use tokio::io::AsyncWriteExt;
-use tokio::process::{Child, ChildStdin, Command};
 
 use crate::harness::cluster::TestCluster;
 use crate::harness::metrics_text;
-use crate::harness::process::{RoomcastProcess, capture_output};
+use crate::harness::process::RoomcastProcess;
+use crate::harness::scenario::{NodeScenario, instance_logs};
 
 /// Senders write as fast as acks come back; the per-user limit is not what is tested here.
 /// Nor is the bound on events in flight per socket: each sender keeps its whole burst in flight.
@@ -24,114 +19,19 @@ const FAST_SENDERS: [(&str, &str); 3] = [
 ];
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(180);
 
-/// One run of `sequencer/scenario.mjs`, commanded over stdin, its output collected.
-struct Scenario {
-    child: Child,
-    stdin: ChildStdin,
-    lines: Arc<Mutex<Vec<String>>>,
-    name: String,
-}
-
-impl Scenario {
-    fn start(name: &str, urls: &str, extra: &[(&str, &str)]) -> Self {
-        let mut child = Command::new("node")
-            .arg("sequencer/scenario.mjs")
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js"))
-            .env("URLS", urls)
-            .env("SCENARIO", name)
-            .envs(extra.iter().copied())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|err| panic!("node sequencer/scenario.mjs: {err}"));
-        let stdin = child.stdin.take().expect("scenario stdin");
-        let lines = capture_output(&mut child);
-        Self {
-            child,
-            stdin,
-            lines,
-            name: name.to_owned(),
-        }
-    }
-
-    fn output(&self) -> String {
-        self.lines.lock().expect("output lines").join("\n")
-    }
-
-    /// Waits until the script prints `line`.
-    async fn wait_for(&mut self, line: &str, context: impl Fn() -> String) {
-        let deadline = Instant::now() + SCENARIO_TIMEOUT;
-        while !self
-            .lines
-            .lock()
-            .expect("output lines")
-            .iter()
-            .any(|l| l == line)
-        {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                panic!(
-                    "scenario {} ended ({status}) before `{line}`:\n{}\n{}",
-                    self.name,
-                    self.output(),
-                    context()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "scenario {} did not print `{line}`:\n{}\n{}",
-                self.name,
-                self.output(),
-                context()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    /// Lets the script go on to its next phase.
-    async fn go(&mut self) {
-        self.stdin.write_all(b"go\n").await.expect("scenario stdin");
-    }
-
-    /// Waits for the script to end and returns its `RESULT` JSON, or panics with its output
-    /// and `context` (server logs).
-    async fn result(mut self, context: impl Fn() -> String) -> Value {
-        let status = tokio::time::timeout(SCENARIO_TIMEOUT, self.child.wait()).await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let output = self.output();
-        let ok = matches!(&status, Ok(Ok(s)) if s.success());
-        let result = output
-            .lines()
-            .find_map(|l| l.strip_prefix("RESULT "))
-            .and_then(|json| serde_json::from_str::<Value>(json).ok());
-        match (ok, result) {
-            (true, Some(result)) => result,
-            _ => panic!(
-                "scenario {} failed ({status:?}):\n{output}\n{}",
-                self.name,
-                context()
-            ),
-        }
-    }
+/// One run of `sequencer/scenario.mjs` for `urls`, with `extra` environment.
+fn scenario(name: &str, urls: &str, extra: &[(&str, &str)]) -> NodeScenario {
+    NodeScenario::start(
+        "sequencer/scenario.mjs",
+        name,
+        urls,
+        extra,
+        SCENARIO_TIMEOUT,
+    )
 }
 
 fn logs(instances: &[RoomcastProcess]) -> String {
-    instances
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let output = p.output();
-            let all: Vec<&str> = output.lines().collect();
-            format!(
-                "--- web-{} ---\n{}",
-                i + 1,
-                all[all.len().saturating_sub(40)..].join("\n")
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    instance_logs(instances, 40)
 }
 
 /// `message` events this instance has received, from its metrics.
@@ -148,7 +48,7 @@ async fn messages_received(base: &str) -> u64 {
 #[tokio::test]
 async fn a_burst_from_sockets_on_two_instances_is_stored_gap_free_and_seen_in_one_order() {
     let cluster = TestCluster::start_with_env(2, &FAST_SENDERS).await;
-    let scenario = Scenario::start(
+    let scenario = scenario(
         "burst",
         &cluster.urls(),
         &[("SENDERS", "6"), ("MESSAGES", "150")],
@@ -177,7 +77,7 @@ async fn a_burst_from_sockets_on_two_instances_is_stored_gap_free_and_seen_in_on
 async fn a_burst_on_the_embedded_sqlite_server_is_stored_gap_free_in_send_order() {
     let server = RoomcastProcess::start(&FAST_SENDERS).await;
     server.wait_ready(Duration::from_secs(30)).await;
-    let scenario = Scenario::start(
+    let scenario = scenario(
         "burst",
         &server.base,
         &[("SENDERS", "4"), ("MESSAGES", "150")],
@@ -191,7 +91,7 @@ async fn a_burst_on_the_embedded_sqlite_server_is_stored_gap_free_in_send_order(
 #[tokio::test]
 async fn a_failed_store_acks_errors_broadcasts_nothing_and_takes_no_seq() {
     let mut cluster = TestCluster::start_with_env(2, &FAST_SENDERS).await;
-    let mut scenario = Scenario::start("store_failure", &cluster.urls(), &[]);
+    let mut scenario = scenario("store_failure", &cluster.urls(), &[]);
     scenario
         .wait_for("READY", || logs(&cluster.instances))
         .await;
@@ -209,7 +109,7 @@ async fn a_failed_store_acks_errors_broadcasts_nothing_and_takes_no_seq() {
 #[tokio::test]
 async fn a_drain_stores_and_delivers_the_messages_still_queued() {
     let mut cluster = TestCluster::start_with_env(2, &FAST_SENDERS).await;
-    let mut scenario = Scenario::start("drain", &cluster.urls(), &[("MESSAGES", "40")]);
+    let mut scenario = scenario("drain", &cluster.urls(), &[("MESSAGES", "40")]);
     scenario
         .wait_for("READY", || logs(&cluster.instances))
         .await;

@@ -5,6 +5,7 @@ pub mod actor;
 pub mod cluster;
 pub mod process;
 pub mod redis_cluster;
+pub mod scenario;
 pub mod services;
 pub mod tap;
 

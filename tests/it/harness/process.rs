@@ -8,6 +8,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
 
 /// A running roomcast binary.
 pub struct RoomcastProcess {
@@ -21,8 +22,16 @@ pub struct RoomcastProcess {
 /// Collects a child's stdout and stderr, line by line, into one shared list (read it while
 /// the child runs, to wait for a line or to show the output in a failure).
 pub fn capture_output(child: &mut Child) -> Arc<Mutex<Vec<String>>> {
+    capture_output_with_readers(child).0
+}
+
+/// `capture_output`, with the tasks reading the two streams: they end once the child's
+/// output is read to the end, so awaiting them after it exits gives the complete output.
+pub fn capture_output_with_readers(
+    child: &mut Child,
+) -> (Arc<Mutex<Vec<String>>>, Vec<JoinHandle<()>>) {
     let lines = Arc::new(Mutex::new(Vec::new()));
-    for stream in [
+    let readers = [
         child
             .stdout
             .take()
@@ -34,16 +43,17 @@ pub fn capture_output(child: &mut Child) -> Arc<Mutex<Vec<String>>> {
     ]
     .into_iter()
     .flatten()
-    {
+    .map(|stream| {
         let lines = lines.clone();
         tokio::spawn(async move {
             let mut reader = BufReader::new(stream).lines();
             while let Ok(Some(line)) = reader.next_line().await {
                 lines.lock().expect("lines").push(line);
             }
-        });
-    }
-    lines
+        })
+    })
+    .collect();
+    (lines, readers)
 }
 
 /// Path of the binary Cargo built for these tests.
