@@ -8,7 +8,6 @@
 // Screenshots go to tests/js/artifacts/ (not committed).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { chromium } from 'playwright-core';
 import {
   createUser, emitAck, randomHex, show, uniqueName, uniqueRoom,
 } from '../harness.mjs';
@@ -18,7 +17,7 @@ import {
 } from './app_steps.mjs';
 import { startProxy } from './proxy.mjs';
 import {
-  CHROMIUM_ARGS, chromiumPath, openPerson, textOf, waitUntil, within,
+  cleanUp, launchChromium, openPerson, serverLogTails, textOf, waitUntil, within,
 } from './support.mjs';
 
 const WIDE = { width: 1280, height: 800 };
@@ -48,18 +47,13 @@ describe('browser app on a two-instance cluster', { timeout: 240_000 }, () => {
     try {
       await body();
     } catch (err) {
-      const tails = Object.values(servers).map((s) => `--- ${s.instanceId} log (last 40 lines) ---\n${s.logs().slice(-40).join('\n')}`);
-      err.message += `\n${tails.join('\n')}`;
+      err.message += `\n${serverLogTails(servers)}`;
       throw err;
     }
   };
 
   before(async () => {
-    const executablePath = chromiumPath();
-    if (!executablePath) {
-      throw new Error('Chromium not found: set CHROMIUM_PATH, or install it (Debian: apt-get install chromium)');
-    }
-    browser = await chromium.launch({ executablePath, args: CHROMIUM_ARGS });
+    browser = await launchChromium();
     cluster = await startCluster({ shutdownTimeoutSecs: SHUTDOWN_TIMEOUT_SECS });
     Object.assign(servers, cluster.servers);
   });
@@ -71,11 +65,7 @@ describe('browser app on a two-instance cluster', { timeout: 240_000 }, () => {
       ...proxies.map((proxy) => () => proxy.close()),
       ...(cluster?.steps() ?? []),
     ];
-    for (const step of steps) {
-      try {
-        await within(20_000, 'cleanup step', Promise.resolve(step()));
-      } catch { /* keep cleaning up */ }
-    }
+    await cleanUp(steps);
   });
 
   /** A proxy (one per browser context) preferring `prefer`, falling back to the other instance. */

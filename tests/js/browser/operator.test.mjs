@@ -12,14 +12,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { chromium } from 'playwright-core';
 import {
   connect, createUser, emitAck, randomHex, show, startServer, uniqueRoom,
 } from '../harness.mjs';
 import { assertExactRun, recoveringClient } from '../recovery/client.mjs';
 import { startProxy } from './proxy.mjs';
 import {
-  CHROMIUM_ARGS, artifactPath, chromiumPath, openPerson, startRedis, waitUntil, within,
+  artifactPath, cleanUp, launchChromium, openPerson, serverLogTails, startRedis, waitUntil, within,
 } from './support.mjs';
 
 const ADMIN_TOKEN = `ops-${randomHex(16)}`;
@@ -36,9 +35,7 @@ describe('operator view on a three-instance cluster', { timeout: 180_000 }, () =
   const clients = [];
 
   before(async () => {
-    const executablePath = chromiumPath();
-    if (!executablePath) throw new Error('Chromium not found: set CHROMIUM_PATH, or install it (Debian: apt-get install chromium)');
-    browser = await chromium.launch({ executablePath, args: CHROMIUM_ARGS });
+    browser = await launchChromium();
     redis = await startRedis();
     dataDir = await mkdtemp(path.join(os.tmpdir(), 'roomcast-operator-'));
     const shared = {
@@ -71,11 +68,7 @@ describe('operator view on a three-instance cluster', { timeout: 180_000 }, () =
       () => redis?.stop(),
       () => dataDir && rm(dataDir, { recursive: true, force: true }),
     ];
-    for (const step of steps) {
-      try {
-        await within(20_000, 'cleanup step', Promise.resolve(step()));
-      } catch { /* keep cleaning up */ }
-    }
+    await cleanUp(steps);
   });
 
   /** Each instance row's id and state as the page shows them. */
@@ -174,8 +167,7 @@ describe('operator view on a three-instance cluster', { timeout: 180_000 }, () =
       await page.screenshot({ path: artifactPath('operator-after-drain.png'), fullPage: true });
     } catch (err) {
       await page.screenshot({ path: artifactPath('operator-failure.png'), fullPage: true }).catch(() => {});
-      const tails = Object.values(servers).map((s) => `--- ${s.instanceId} log (last 30 lines) ---\n${s.logs().slice(-30).join('\n')}`);
-      err.message += `\n${tails.join('\n')}`;
+      err.message += `\n${serverLogTails(servers, 30)}`;
       throw err;
     }
   });

@@ -5,14 +5,15 @@
 // instance over long-polling again, with nothing lost or doubled.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { chromium } from 'playwright-core';
 import { randomHex, show, uniqueName, uniqueRoom } from '../harness.mjs';
 import {
   UI_TIMEOUT_MS, connectionState, controls, joinRoom, openSignIn, screenshot, startCluster,
   submitAuth, transportOf, visibleMessageTexts, waitForMessage, waitLive,
 } from './app_steps.mjs';
 import { startProxy } from './proxy.mjs';
-import { CHROMIUM_ARGS, chromiumPath, openPerson, textOf, waitUntil, within } from './support.mjs';
+import {
+  cleanUp, launchChromium, openPerson, serverLogTails, textOf, waitUntil, within,
+} from './support.mjs';
 
 const WIDE = { width: 1280, height: 800 };
 const SHUTDOWN_TIMEOUT_SECS = 10;
@@ -32,19 +33,14 @@ describe('browser app with WebSocket blocked', { timeout: 180_000 }, () => {
     try {
       await body();
     } catch (err) {
-      const tails = Object.values(servers).map((s) => `--- ${s.instanceId} log (last 40 lines) ---\n${s.logs().slice(-40).join('\n')}`);
       const requests = proxyP ? proxyP.log.slice(-30).map((r) => `${r.kind} ${r.method ?? ''} ${r.path} -> ${r.backend} ${r.status}`) : [];
-      err.message += `\n--- P's proxy, last requests ---\n${requests.join('\n')}\n${tails.join('\n')}`;
+      err.message += `\n--- P's proxy, last requests ---\n${requests.join('\n')}\n${serverLogTails(servers)}`;
       throw err;
     }
   };
 
   before(async () => {
-    const executablePath = chromiumPath();
-    if (!executablePath) {
-      throw new Error('Chromium not found: set CHROMIUM_PATH, or install it (Debian: apt-get install chromium)');
-    }
-    browser = await chromium.launch({ executablePath, args: CHROMIUM_ARGS });
+    browser = await launchChromium();
     cluster = await startCluster({ shutdownTimeoutSecs: SHUTDOWN_TIMEOUT_SECS });
     Object.assign(servers, cluster.servers);
   });
@@ -56,11 +52,7 @@ describe('browser app with WebSocket blocked', { timeout: 180_000 }, () => {
       ...proxies.map((proxy) => () => proxy.close()),
       ...(cluster?.steps() ?? []),
     ];
-    for (const step of steps) {
-      try {
-        await within(20_000, 'cleanup step', Promise.resolve(step()));
-      } catch { /* keep cleaning up */ }
-    }
+    await cleanUp(steps);
   });
 
   const proxyFor = async (prefer, options = {}) => {

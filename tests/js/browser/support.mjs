@@ -7,6 +7,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
 import { sleep, show, within } from '../harness.mjs';
 
 export { within };
@@ -37,6 +38,31 @@ export function chromiumPath() {
     if (isExecutable(candidate)) return candidate;
   }
   return null;
+}
+
+/** Headless Chromium with `CHROMIUM_ARGS`; fails with how to install it when it is missing. */
+export async function launchChromium() {
+  const executablePath = chromiumPath();
+  if (!executablePath) {
+    throw new Error('Chromium not found: set CHROMIUM_PATH, or install it (Debian: apt-get install chromium)');
+  }
+  return chromium.launch({ executablePath, args: CHROMIUM_ARGS });
+}
+
+/** Runs every cleanup step, each within 20 s; a step that fails does not stop the others. */
+export async function cleanUp(steps) {
+  for (const step of steps) {
+    try {
+      await within(20_000, 'cleanup step', Promise.resolve(step()));
+    } catch { /* keep cleaning up */ }
+  }
+}
+
+/** The last `lines` lines of each server's log, to add to a failure so a server-side cause shows. */
+export function serverLogTails(servers, lines = 40) {
+  return Object.values(servers)
+    .map((s) => `--- ${s.instanceId} log (last ${lines} lines) ---\n${s.logs().slice(-lines).join('\n')}`)
+    .join('\n');
 }
 
 export function artifactPath(name) {
