@@ -60,6 +60,14 @@ export const randomHex = (bytes = 6) => randomBytes(bytes).toString('hex');
 export const uniqueName = (prefix = 'u') => `${prefix}_${randomHex(6)}`;
 export const uniqueRoom = (prefix = 'room') => `${prefix}-${randomHex(5)}`;
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+/** Polls `predicate` until it holds; fails naming `what` once `timeoutMs` has passed. */
+export async function until(predicate, what, timeoutMs = 60_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(20);
+  }
+}
 /** Fail with `what` if `promise` has not settled within `ms`. */
 export async function within(ms, what, promise) {
   let timer;

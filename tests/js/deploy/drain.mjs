@@ -12,7 +12,7 @@
 //        node deploy/drain.mjs
 // Prints `READY`, later `RESULT <json>` and exits 0, or prints the failure and exits 1.
 import { io } from 'socket.io-client';
-import { createUser, join, say, nextEvent, sleep, uniqueRoom, show } from '../harness.mjs';
+import { createUser, join, say, nextEvent, sleep, uniqueRoom, show, until } from '../harness.mjs';
 
 const { PROXY_URL, SENDER_URL, DRAINING_ID } = process.env;
 if (!PROXY_URL || !SENDER_URL || !DRAINING_ID) {
@@ -33,13 +33,6 @@ const AFTER_MS = 2_000;
 const sockets = [];
 const fail = (message) => { throw new Error(message); };
 
-async function until(predicate, timeoutMs, what) {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 /** One drained client: a user, a socket that rejoins the room on every (re)connect. */
 function drainedClient(user, index, room) {
@@ -110,7 +103,7 @@ try {
   const room = uniqueRoom('drain');
   const users = await Promise.all(Array.from({ length: CLIENTS }, () => createUser(PROXY_URL, 'drain')));
   const clients = users.map((user, i) => drainedClient(user, i, room));
-  await until(() => clients.every((c) => c.joined === 1), WAIT_MS, 'every client to connect and join');
+  await until(() => clients.every((c) => c.joined === 1), 'every client to connect and join', WAIT_MS);
   for (const [i, c] of clients.entries()) {
     const instance = await instanceOf(c.socket, room, `hello ${i}`);
     if (instance !== DRAINING_ID) {
@@ -176,7 +169,7 @@ try {
   draining = true;
   const moved = () => clients.every((c) => c.draining.length > 0 && c.connects >= 2 && c.joined === c.connects);
   try {
-    await until(moved, MOVE_TIMEOUT_MS, 'every client to get server:draining, reconnect and rejoin');
+    await until(moved, 'every client to get server:draining, reconnect and rejoin', MOVE_TIMEOUT_MS);
   } catch (err) {
     fail(`${err.message}; clients: ${show(clients.map((c) => ({
       name: c.name, draining: c.draining.length, connects: c.connects, joined: c.joined,

@@ -14,23 +14,15 @@
 //                  recover on the others
 // Prints `RESULT <json>` and exits 0, or prints the failure and exits 1.
 import { io } from 'socket.io-client';
-import { createUser, emitAck, nextEvent, sleep, uniqueRoom, show, closeAllSockets } from '../harness.mjs';
+import { createUser, emitAck, nextEvent, sleep, uniqueRoom, show, closeAllSockets, until } from '../harness.mjs';
 import { recoveringClient, assertExactRun } from './client.mjs';
 
 const URLS = (process.env.URLS || '').split(',').filter(Boolean);
 const SCENARIO = process.env.SCENARIO;
-const WAIT_MS = 60_000;
 const clients = [];
 
 const fail = (message) => { throw new Error(message); };
 
-async function until(predicate, what, timeoutMs = WAIT_MS) {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 /** A logged-in user connected to instance `i` and in `room`; `say` returns the message ack. */
 async function sender(i, room, label) {

@@ -17,7 +17,7 @@
 //                  senders; then the receiver must get every message, each sender's in order
 // Prints `RESULT <json>` and exits 0, or prints the failure and exits 1.
 import readline from 'node:readline';
-import { createUser, emitAck, sleep, uniqueRoom, show, closeAllSockets, errorCode } from '../harness.mjs';
+import { createUser, emitAck, sleep, uniqueRoom, show, closeAllSockets, errorCode, until } from '../harness.mjs';
 import { recoveringClient, assertExactRun } from '../recovery/client.mjs';
 
 const URLS = (process.env.URLS || '').split(',').filter(Boolean);
@@ -36,13 +36,6 @@ async function awaitGo() {
   if (done || value.trim() !== 'go') fail(`expected "go" on stdin, got ${show(value)}`);
 }
 
-async function until(predicate, what, timeoutMs = WAIT_MS) {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 /** A logged-in user on instance `i`, in `room`, recording the `message` events it gets. */
 async function member(i, room, label) {
