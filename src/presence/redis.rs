@@ -137,26 +137,6 @@ impl RedisPresence {
         Ok(presence)
     }
 
-    /// One more socket of `user` in `room`.
-    pub async fn join(&self, room: &RoomName, user: UserId) -> Result<PresenceChange, RedisError> {
-        let (sockets, members, version) = self.count(JOIN, room, user).await?;
-        Ok(PresenceChange {
-            members,
-            changed: sockets == 1,
-            version,
-        })
-    }
-
-    /// One socket of `user` left `room`.
-    pub async fn leave(&self, room: &RoomName, user: UserId) -> Result<PresenceChange, RedisError> {
-        let (sockets, members, version) = self.count(LEAVE, room, user).await?;
-        Ok(PresenceChange {
-            members,
-            changed: sockets <= 0,
-            version,
-        })
-    }
-
     /// Runs a join/leave script: returns the user's sockets in the room, the member count and
     /// the room's change version (0 when the member set did not change).
     async fn count(
@@ -184,13 +164,42 @@ impl RedisPresence {
         ))
     }
 
-    /// Asks for the room's cluster-wide presence window (see `GATE`).
-    pub async fn gate(
-        &self,
-        room: &str,
-        version: u64,
-        window: Duration,
-    ) -> Result<Gate, RedisError> {
+    /// Withdraws all presence contributed by `instance` (dead or restarted); returns how many
+    /// user-room entries it had.
+    pub async fn forget_instance(&self, instance: &str) -> Result<i64, RedisError> {
+        Ok(Script::from_lua(FORGET_INSTANCE)
+            .evalsha_with_reload(
+                self.redis.client(),
+                vec![instance_key(instance), ROOMS_KEY.to_owned()],
+                vec![ROOM_PREFIX.to_owned()],
+            )
+            .await?)
+    }
+}
+
+/// The counts are Lua scripts over one hash tag (see the module documentation).
+#[async_trait]
+impl Presence for RedisPresence {
+    async fn join(&self, room: &RoomName, user: UserId) -> Result<PresenceChange, RedisError> {
+        let (sockets, members, version) = self.count(JOIN, room, user).await?;
+        Ok(PresenceChange {
+            members,
+            changed: sockets == 1,
+            version,
+        })
+    }
+
+    async fn leave(&self, room: &RoomName, user: UserId) -> Result<PresenceChange, RedisError> {
+        let (sockets, members, version) = self.count(LEAVE, room, user).await?;
+        Ok(PresenceChange {
+            members,
+            changed: sockets <= 0,
+            version,
+        })
+    }
+
+    /// The room's cluster-wide window of `presence` events (see `GATE`).
+    async fn gate(&self, room: &str, version: u64, window: Duration) -> Result<Gate, RedisError> {
         let (verdict, wait_ms): (i64, i64) = Script::from_lua(GATE)
             .evalsha_with_reload(
                 self.redis.client(),
@@ -205,14 +214,12 @@ impl RedisPresence {
         })
     }
 
-    /// Distinct users in `room`, cluster-wide.
-    pub async fn members(&self, room: &str) -> Result<usize, RedisError> {
+    async fn members(&self, room: &str) -> Result<usize, RedisError> {
         let n: i64 = self.redis.pool().hlen(room_key(room)).await?;
         Ok(usize::try_from(n).unwrap_or(0))
     }
 
-    /// Rooms with members and their counts.
-    pub async fn rooms(&self) -> Result<Vec<(String, usize)>, RedisError> {
+    async fn rooms(&self) -> Result<Vec<(String, usize)>, RedisError> {
         let rooms: Vec<String> = self.redis.pool().smembers(ROOMS_KEY).await?;
         let mut out = Vec::with_capacity(rooms.len());
         for room in rooms {
@@ -222,40 +229,5 @@ impl RedisPresence {
             }
         }
         Ok(out)
-    }
-
-    /// Withdraws all presence contributed by `instance` (dead or restarted); returns how many
-    /// user-room entries it had.
-    pub async fn forget_instance(&self, instance: &str) -> Result<i64, RedisError> {
-        Ok(Script::from_lua(FORGET_INSTANCE)
-            .evalsha_with_reload(
-                self.redis.client(),
-                vec![instance_key(instance), ROOMS_KEY.to_owned()],
-                vec![ROOM_PREFIX.to_owned()],
-            )
-            .await?)
-    }
-}
-
-#[async_trait]
-impl Presence for RedisPresence {
-    async fn join(&self, room: &RoomName, user: UserId) -> Result<PresenceChange, RedisError> {
-        RedisPresence::join(self, room, user).await
-    }
-
-    async fn leave(&self, room: &RoomName, user: UserId) -> Result<PresenceChange, RedisError> {
-        RedisPresence::leave(self, room, user).await
-    }
-
-    async fn members(&self, room: &str) -> Result<usize, RedisError> {
-        RedisPresence::members(self, room).await
-    }
-
-    async fn rooms(&self) -> Result<Vec<(String, usize)>, RedisError> {
-        RedisPresence::rooms(self).await
-    }
-
-    async fn gate(&self, room: &str, version: u64, window: Duration) -> Result<Gate, RedisError> {
-        RedisPresence::gate(self, room, version, window).await
     }
 }

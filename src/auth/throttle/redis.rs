@@ -100,7 +100,17 @@ impl RedisLoginThrottle {
         self.limits.window.as_millis().to_string()
     }
 
-    async fn admit_attempt(&self, keys: &AttemptKeys) -> Result<Admission, ThrottleError> {
+    async fn refund(&self, keys: Vec<String>) -> Result<(), RedisError> {
+        let _: i64 = Script::from_lua(REFUND)
+            .evalsha_with_reload(self.redis.client(), keys, Vec::<String>::new())
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl LoginThrottle for RedisLoginThrottle {
+    async fn admit(&self, keys: &AttemptKeys) -> Result<Admission, ThrottleError> {
         let keys = LoginKeys::new(keys);
         let (counted, blocked_ms): (i64, i64) = Script::from_lua(LOGIN_ADMIT)
             .evalsha_with_reload(
@@ -133,41 +143,20 @@ impl RedisLoginThrottle {
         }
     }
 
-    async fn clear(&self, keys: &AttemptKeys) -> Result<(), RedisError> {
+    async fn succeeded(&self, keys: &AttemptKeys) -> Result<(), ThrottleError> {
         let keys = LoginKeys::new(keys);
         let _: i64 = self
             .redis
             .pool()
             .del(vec![keys.username, keys.pair])
-            .await?;
-        self.refund(vec![keys.address]).await
-    }
-
-    async fn give_back(&self, keys: &AttemptKeys) -> Result<(), RedisError> {
-        let keys = LoginKeys::new(keys);
-        self.refund(vec![keys.username, keys.pair]).await?;
-        self.refund(vec![keys.address]).await
-    }
-
-    async fn refund(&self, keys: Vec<String>) -> Result<(), RedisError> {
-        let _: i64 = Script::from_lua(REFUND)
-            .evalsha_with_reload(self.redis.client(), keys, Vec::<String>::new())
-            .await?;
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl LoginThrottle for RedisLoginThrottle {
-    async fn admit(&self, keys: &AttemptKeys) -> Result<Admission, ThrottleError> {
-        self.admit_attempt(keys).await
-    }
-
-    async fn succeeded(&self, keys: &AttemptKeys) -> Result<(), ThrottleError> {
-        Ok(self.clear(keys).await?)
+            .await
+            .map_err(RedisError::from)?;
+        Ok(self.refund(vec![keys.address]).await?)
     }
 
     async fn abandoned(&self, keys: &AttemptKeys) -> Result<(), ThrottleError> {
-        Ok(self.give_back(keys).await?)
+        let keys = LoginKeys::new(keys);
+        self.refund(vec![keys.username, keys.pair]).await?;
+        Ok(self.refund(vec![keys.address]).await?)
     }
 }
