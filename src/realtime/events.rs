@@ -71,12 +71,18 @@ fn parse_room(payload: Result<RoomRequest, ParserError>) -> Result<RoomName, Ack
 /// newest seq it covers (0 for an empty room): every later message of the room reaches the
 /// socket live. The socket enters the room before history is read, so nothing committed
 /// after the read can be missed (a message can arrive both in history and live; clients
-/// drop seqs they already have, see `recovery`).
+/// drop seqs they already have, see `recovery`). The socket's turn is held until it is in the
+/// room, so a `message` sent right after `join`, without waiting for its ack, finds it there.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a socketioxide handler takes one extractor per argument"
+)]
 pub async fn join<A: Adapter>(
     socket: SocketRef<A>,
     io: SocketIo<A>,
     Ctx(ctx): Ctx,
     InFlight(slot): InFlight,
+    Ordered(mut turn): Ordered,
     State(app): State<RealtimeState>,
     TryData(payload): TryData<RoomRequest>,
     ack: AckSender<A>,
@@ -85,7 +91,9 @@ pub async fn join<A: Adapter>(
     let result = async {
         let _slot = admit(&app, &ctx, LimitedEvent::RoomChange, slot)?;
         let room = parse_room(payload)?;
+        turn.wait().await;
         enter_room(&socket, &io, &ctx, &app, &room).await?;
+        drop(turn);
         let mut history = app.db.messages_before(&room, None, JOIN_HISTORY).await?;
         history.reverse();
         let seq = history.last().map_or(0, |m| m.seq);
@@ -143,12 +151,18 @@ pub(super) async fn exit_room<A: Adapter>(
     Ok(())
 }
 
-/// `leave {room}` → `{room, members}`. Leaving a room one is not in is not an error.
+/// `leave {room}` → `{room, members}`. Leaving a room one is not in is not an error. Like
+/// `join`, it takes the socket's turn for the membership change, so it applies in send order.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a socketioxide handler takes one extractor per argument"
+)]
 pub async fn leave<A: Adapter>(
     socket: SocketRef<A>,
     io: SocketIo<A>,
     Ctx(ctx): Ctx,
     InFlight(slot): InFlight,
+    Ordered(mut turn): Ordered,
     State(app): State<RealtimeState>,
     TryData(payload): TryData<RoomRequest>,
     ack: AckSender<A>,
@@ -157,7 +171,9 @@ pub async fn leave<A: Adapter>(
     let result = async {
         let _slot = admit(&app, &ctx, LimitedEvent::RoomChange, slot)?;
         let room = parse_room(payload)?;
+        turn.wait().await;
         exit_room(&socket, &io, &ctx, &app, &room).await?;
+        drop(turn);
         let members = app.presence.members(room.as_str()).await?;
         Ok(json!({"room": room, "members": members}))
     }

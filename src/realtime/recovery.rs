@@ -34,7 +34,7 @@ use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 
 use super::ack::{AckError, reply};
-use super::context::{Ctx, InFlight, SocketContext};
+use super::context::{Ctx, InFlight, Ordered, SocketContext};
 use super::events::{admit, enter_room, exit_room};
 use super::state::RealtimeState;
 use crate::domain::RoomName;
@@ -321,12 +321,18 @@ pub async fn rejoin<A: Adapter>(
 
 /// `resume {rooms: {"<room>": <lastSeq>}}` → enters rooms not joined yet, replays what was
 /// missed (as after a handshake), then acks `{rooms: <count>}`. Clients use it to fill a hole
-/// in a room's seqs without reconnecting.
+/// in a room's seqs without reconnecting. Like `join`, it takes the socket's turn until the
+/// rooms are entered.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a socketioxide handler takes one extractor per argument"
+)]
 pub async fn resume<A: Adapter>(
     socket: SocketRef<A>,
     io: SocketIo<A>,
     Ctx(ctx): Ctx,
     InFlight(slot): InFlight,
+    Ordered(mut turn): Ordered,
     State(app): State<RealtimeState>,
     TryData(payload): TryData<Value>,
     ack: AckSender<A>,
@@ -336,7 +342,9 @@ pub async fn resume<A: Adapter>(
         let _slot = admit(&app, &ctx, LimitedEvent::RoomChange, slot)?;
         let payload = payload.map_err(AckError::invalid_payload)?;
         let request = ResumeRequest::from_event(&payload)?;
+        turn.wait().await;
         rejoin(&socket, &io, &ctx, &app, &request).await?;
+        drop(turn);
         replay(&socket, &app, &request).await;
         Ok(json!({"rooms": request.rooms.len()}))
     }

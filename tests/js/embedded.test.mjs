@@ -139,6 +139,25 @@ for (const transport of TRANSPORTS) {
       assertStrictlyIncreasing(received.map((m) => m.id), 'received ids');
     });
 
+    it('applies join, message and leave sent back to back, without waiting for acks, in send order', opts, async () => {
+      const user = await createUser(server.url, 'eager');
+      const socket = await user.connect(transport);
+      const rounds = 12;
+      const rooms = Array.from({ length: rounds }, () => uniqueRoom('eager'));
+      const pending = rooms.map((room) => [
+        emitAck(socket, 'join', { room }),
+        emitAck(socket, 'message', { room, text: `right after joining ${room}` }),
+        emitAck(socket, 'leave', { room }),
+      ]);
+      const acks = await Promise.all(pending.map((events) => Promise.all(events)));
+      acks.forEach(([joined, sent, left], i) => {
+        assert.equal(joined?.ok, true, `join ${rooms[i]}: expected ok:true, got ${show(joined)}`);
+        assert.equal(sent?.ok, true, `message sent right after join ${rooms[i]}: expected ok:true (the join applies first), got ${show(sent)}`);
+        assert.equal(left?.ok, true, `leave ${rooms[i]}: expected ok:true, got ${show(left)}`);
+        assert.equal(left.members, 0, `leave ${rooms[i]}: expected 0 members after the only member left, got ${show(left)}`);
+      });
+    });
+
     it('answers bad input with the documented error acks', opts, async () => {
       const user = await createUser(server.url);
       const room = uniqueRoom();
